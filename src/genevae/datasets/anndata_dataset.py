@@ -1,0 +1,82 @@
+"""Kedro dataset for AnnData ``.h5ad`` files: versioned, fsspec paths, atomic saves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+from anndata import AnnData
+
+from genevae.datasets._io import DatasetInputError, FsspecVersionedDataset
+
+
+class AnnDataDataset(FsspecVersionedDataset[AnnData, AnnData]):
+    """Loads and saves an `AnnData` object as ``.h5ad`` with `anndata.read_h5ad`/`write_h5ad`.
+
+    Saves are atomic: the file is written to a hidden temporary file in the same folder and
+    renamed onto the target only when complete, so a crash mid-save leaves the previous file
+    (or version) intact and no partial file behind. Remote paths (``s3://``, ``gcs://``, ...)
+    are written to a local temporary file, uploaded beside the target and then moved.
+
+    ``load_args`` go to `anndata.read_h5ad` (e.g. ``backed: r`` to keep ``X`` on disk; only
+    for local files). ``save_args`` go to `AnnData.write_h5ad` (e.g. ``compression: gzip``).
+    A truncated or corrupt file raises `DatasetInputError` (a `GenevaeInputError`) naming it.
+
+    Example catalog entry (``conf/base/catalog_<pipeline>.yml``):
+
+    ```yaml
+    vega.intermediate_pbmc:
+      type: genevae.datasets.anndata_dataset.AnnDataDataset
+      filepath: data/02_intermediate/pbmc.h5ad
+      versioned: true
+      save_args:
+        compression: gzip
+      load_args:
+        backed: r   # optional: read X lazily from disk
+    ```
+
+    Python API:
+
+    ```python
+    from genevae.datasets.anndata_dataset import AnnDataDataset
+
+    dataset = AnnDataDataset(filepath="data/02_intermediate/pbmc.h5ad")
+    dataset.save(adata)
+    reloaded = dataset.load()
+    ```
+    """
+
+    def load(self) -> AnnData:
+        """Read the (latest or pinned) version into memory, or backed if asked."""
+        if self._load_args.get("backed") and not self.is_local:
+            raise DatasetInputError(
+                f"load_args backed={self._load_args['backed']!r} needs a local file, but "
+                f"'{self._filepath}' uses the '{self._protocol}' protocol. Remove 'backed' from "
+                f"load_args or copy the file to local disk."
+            )
+        load_path = self._load_path_str()
+        with self._local_load_path(load_path) as local:
+            return _read_h5ad(local, self._load_args, source=load_path)
+
+    def save(self, data: AnnData) -> None:
+        """Write ``data`` atomically to the (versioned) save path."""
+        if not isinstance(data, AnnData):
+            raise DatasetInputError(
+                f"AnnDataDataset '{self._filepath}' can only save AnnData objects, got "
+                f"{type(data).__name__}. Return an AnnData from the node that produces it."
+            )
+        with self._atomic_save_path() as staging:
+            data.write_h5ad(staging, **self._save_args)
+
+
+def _read_h5ad(path: Path, load_args: dict[str, Any], *, source: str) -> AnnData:
+    """`anndata.read_h5ad` with h5py/anndata failures turned into an error naming ``source``."""
+    try:
+        return ad.read_h5ad(path, **load_args)
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetInputError(
+            f"Could not read '{source}' as an .h5ad file ({type(exc).__name__}: {exc}). The file "
+            f"is truncated, corrupt or not AnnData; delete it and re-create it (re-run the "
+            f"pipeline step or re-fetch the raw data)."
+        ) from exc

@@ -1,0 +1,5 @@
+"""Exceptions raised for bad user input, so callers can tell them from bugs."""
+
+
+class GenevaeInputError(ValueError):
+    """Bad input data, file or parameter; the message names it and says how to fix it."""

@@ -1,0 +1,1 @@
+"""The `data_processing` pipeline."""

@@ -1,0 +1,1 @@
+"""The `gpo_vae` pipeline."""

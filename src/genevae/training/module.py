@@ -1,0 +1,75 @@
+"""One LightningModule for every genevae model: the model supplies ``loss``, this does the rest."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+
+from genevae.models.base import Batch, GenerativeModel
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN or infinity; the message names the epoch and the loss term."""
+
+
+class GenerativeTrainingModule(L.LightningModule):
+    """Adam on ``model.loss``, logging each loss term per epoch for train and validation."""
+
+    def __init__(
+        self,
+        model: GenerativeModel,
+        *,
+        learning_rate: float,
+        weight_decay: float = 0.0,
+        adam_eps: float = 1e-8,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.adam_eps = adam_eps
+
+    def _common_step(self, batch: Batch, split: str) -> torch.Tensor:
+        terms = self.model.loss(batch)
+        n_cells = next(iter(batch.values())).shape[0]
+        for name, value in terms.items():
+            value = value.detach()
+            if not math.isfinite(float(value)):
+                raise NonFiniteLossError(
+                    f"Epoch {self.current_epoch}: {split} loss term '{name}' is {float(value)}. "
+                    "Lower the learning rate or check the input for extreme values; the last "
+                    "good checkpoint is kept."
+                )
+            self.log(
+                f"{split}/{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == "loss",
+                batch_size=n_cells,
+                sync_dist=split == "val",
+            )
+        return terms["loss"]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "val")
+
+    def on_train_epoch_start(self) -> None:
+        self.model.on_epoch_start(self.current_epoch)
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.model.after_optimizer_step()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(
+            self.model.parameters(),
+            lr=self.learning_rate,
+            weight_decay=self.weight_decay,
+            eps=self.adam_eps,
+        )

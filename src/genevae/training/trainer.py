@@ -1,0 +1,197 @@
+"""The single training entry point used by the tybalt, vega and gpo_vae pipelines."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from genevae.errors import GenevaeInputError
+from genevae.models.base import GenerativeModel
+from genevae.training.batches import InMemoryBatches, TensorData
+from genevae.training.module import GenerativeTrainingModule
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Everything that decides how a model is trained; built from the ``training`` parameters.
+
+    ``accelerator``/``devices``/``strategy`` are passed to Lightning unchanged, so a GPU or
+    several GPUs with ``strategy: ddp`` is a configuration change, not a code change.
+    """
+
+    max_epochs: int = 50
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    adam_eps: float = 1e-8
+    seed: int = 0
+    early_stopping_patience: int | None = None
+    early_stopping_monitor: str = "val/loss"
+    gradient_clip_val: float | None = None
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    precision: str = "32-true"
+    deterministic: bool = True
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    progress_bar: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TrainingSettings:
+        """Build from a parameters dict, naming any unknown key (typos fail loudly)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise GenevaeInputError(
+                f"Unknown training parameter(s) {unknown}; valid ones are {sorted(known)}."
+            )
+        return cls(**params)
+
+
+@dataclass
+class TrainingResult:
+    """The trained model, its per-epoch history and where it ran."""
+
+    model: GenerativeModel
+    history: pd.DataFrame
+    epochs_run: int
+    device: str
+    device_name: str
+    best_checkpoint: str | None
+
+
+class EpochHistory(Callback):
+    """Collects per-epoch metrics into a long table and forwards them to an active MLflow run."""
+
+    def __init__(self, log_to_mlflow: bool = True) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.log_to_mlflow = log_to_mlflow
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
+        epoch = trainer.current_epoch
+        for key, value in metrics.items():
+            split, term = key.split("/", 1)
+            self.rows.append({"epoch": epoch, "split": split, "term": term, "value": value})
+        if self.log_to_mlflow:
+            _log_epoch_to_mlflow(metrics, epoch)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["epoch", "split", "term", "value"])
+
+
+def _log_epoch_to_mlflow(metrics: dict[str, float], epoch: int) -> None:
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()}, step=epoch)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def _callbacks(settings: TrainingSettings, has_validation: bool) -> list[Callback]:
+    callbacks: list[Callback] = []
+    if settings.early_stopping_patience is not None:
+        monitor = settings.early_stopping_monitor
+        if not has_validation:
+            monitor = monitor.replace("val/", "train/")
+        callbacks.append(EarlyStopping(monitor=monitor, patience=settings.early_stopping_patience))
+    if settings.checkpoint_dir is not None:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=settings.checkpoint_dir,
+                filename="epoch{epoch:04d}",
+                auto_insert_metric_name=False,
+                save_last=True,
+                save_top_k=-1 if not has_validation else 1,
+                monitor=settings.early_stopping_monitor if has_validation else None,
+                every_n_epochs=1,
+            )
+        )
+    return callbacks
+
+
+def _resume_path(settings: TrainingSettings) -> str | None:
+    if not settings.resume or settings.checkpoint_dir is None:
+        return None
+    last = Path(settings.checkpoint_dir) / "last.ckpt"
+    if last.exists():
+        logger.info("Resuming training from %s", last)
+        return str(last)
+    logger.info("resume requested but no checkpoint in %s; starting fresh", settings.checkpoint_dir)
+    return None
+
+
+def train_model(
+    model: GenerativeModel,
+    train_data: TensorData,
+    val_data: TensorData | None,
+    settings: TrainingSettings,
+    *,
+    log_to_mlflow: bool = True,
+) -> TrainingResult:
+    """Train ``model`` in place with Lightning and return it with its per-epoch history."""
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+    module = GenerativeTrainingModule(
+        model,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        adam_eps=settings.adam_eps,
+    )
+    history = EpochHistory(log_to_mlflow=log_to_mlflow)
+    has_validation = val_data is not None and len(val_data) > 0
+    trainer = L.Trainer(
+        max_epochs=settings.max_epochs,
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        strategy=settings.strategy,
+        precision=settings.precision,
+        deterministic=settings.deterministic,
+        gradient_clip_val=settings.gradient_clip_val,
+        callbacks=[history, *_callbacks(settings, has_validation)],
+        enable_checkpointing=settings.checkpoint_dir is not None,
+        enable_progress_bar=settings.progress_bar,
+        enable_model_summary=False,
+        logger=False,
+        num_sanity_val_steps=0,
+        default_root_dir=settings.checkpoint_dir,
+    )
+    train_batches = InMemoryBatches(train_data, settings.batch_size, seed=settings.seed)
+    val_batches = (
+        InMemoryBatches(val_data, settings.batch_size, shuffle=False) if has_validation else None
+    )
+    trainer.fit(module, train_batches, val_batches, ckpt_path=_resume_path(settings))
+    device = trainer.strategy.root_device
+    model.eval()
+    return TrainingResult(
+        model=model,
+        history=history.table(),
+        epochs_run=trainer.current_epoch,
+        device=device.type,
+        device_name=_device_name(device),
+        best_checkpoint=_best_checkpoint(trainer),
+    )
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    return getattr(callback, "best_model_path", None) or None

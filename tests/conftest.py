@@ -1,0 +1,23 @@
+"""Shared test fixtures: the location of ../shared/data and a marker to skip without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GENEVAE_DATA_MIRROR", PROJECT_ROOT.parent / "shared" / "data"))
+
+requires_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"shared data folder {SHARED_DATA} is absent"
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to the small real data sets; skips the test when they are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    return SHARED_DATA

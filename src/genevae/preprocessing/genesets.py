@@ -1,0 +1,250 @@
+"""Gene sets and regulons: GMT files, GRN edge tables, and VEGA's gene-module mask.
+
+A gene module (a pathway, or a transcription factor's targets) becomes one latent node of
+VEGA's decoder; :func:`build_gene_module_mask` turns the modules into the genes × nodes
+binary connectivity matrix the masked linear decoder uses (models.md §2.3).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from genevae.errors import GenevaeInputError
+
+EXTRA_NODE_PREFIX = "UNANNOTATED_"
+
+
+@dataclass(frozen=True)
+class GeneModuleMask:
+    """Genes × modules 0/1 connectivity, module names (extra nodes last) and an overlap report."""
+
+    mask: np.ndarray
+    module_names: list[str]
+    overlap: pd.DataFrame
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    """Drop blanks and repeats, keeping first-seen order."""
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def read_gmt(path: str | Path) -> dict[str, list[str]]:
+    """Read a GMT file: one set per tab-separated line ``name, description, gene, gene, ...``.
+
+    Fields are stripped; empty fields (trailing tabs) and repeated genes are dropped; blank
+    lines are skipped. Sets keep file order. A duplicated set name is an error, not a silent
+    overwrite (VEGA's ``dict.update`` kept the last copy), because two different definitions
+    under one name make module results ambiguous.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GenevaeInputError(f"GMT file {path} does not exist; check the path.")
+    gene_sets: dict[str, list[str]] = {}
+    first_line: dict[str, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            fields = [field.strip() for field in line.rstrip("\r\n").split("\t")]
+            genes = _unique(fields[2:])
+            if len(fields) < 3 or not fields[0] or not genes:
+                raise GenevaeInputError(
+                    f"{path}, line {number}: a GMT line needs a set name, a description and at "
+                    f"least one gene, separated by tabs; found {len(fields)} field(s) "
+                    f"starting {line[:60]!r}."
+                )
+            name = fields[0]
+            if name in gene_sets:
+                raise GenevaeInputError(
+                    f"{path}, line {number}: gene set {name!r} was already defined on line "
+                    f"{first_line[name]}; rename or remove one of them."
+                )
+            gene_sets[name] = genes
+            first_line[name] = number
+    if not gene_sets:
+        raise GenevaeInputError(f"GMT file {path} is empty; expected one gene set per line.")
+    return gene_sets
+
+
+def write_gmt(
+    gene_sets: Mapping[str, Sequence[str]],
+    path: str | Path,
+    descriptions: Mapping[str, str] | None = None,
+) -> None:
+    """Write gene sets as GMT (description defaults to ``"na"``); the inverse of read_gmt."""
+    descriptions = descriptions or {}
+    lines = [
+        "\t".join([name, descriptions.get(name, "na"), *genes]) for name, genes in gene_sets.items()
+    ]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_gmts(paths: Sequence[str | Path]) -> dict[str, list[str]]:
+    """Read and merge several GMT files (e.g. Reactome plus cell-type markers), in order.
+
+    A set name defined in two files is an error naming both files.
+    """
+    merged: dict[str, list[str]] = {}
+    origin: dict[str, Path] = {}
+    for path in paths:
+        for name, genes in read_gmt(path).items():
+            if name in merged:
+                raise GenevaeInputError(
+                    f"gene set {name!r} is defined in both {origin[name]} and {path}; "
+                    "rename it in one file or drop one file."
+                )
+            merged[name], origin[name] = genes, Path(path)
+    return merged
+
+
+def _edge_separator(path: Path) -> str:
+    """Comma for ``.csv``/``.csv.gz``, tab for anything else (``.tsv``, ``.txt``)."""
+    suffixes = [s for s in path.suffixes if s not in {".gz", ".bz2", ".zip", ".xz"}]
+    return "," if suffixes and suffixes[-1] == ".csv" else "\t"
+
+
+def read_grn_edges(
+    path: str | Path,
+    source_col: str = "source",
+    target_col: str = "target",
+    weight_col: str | None = None,
+    min_weight: float | None = None,
+) -> dict[str, list[str]]:
+    """Regulator → targets from an edge table (CSV/TSV, optionally gzipped) or a GMT of regulons.
+
+    Edge tables (e.g. the ChIP-Atlas K562 CSV with columns ``,target,weight,source``) keep
+    edges with ``weight >= min_weight`` when both are given; rows with a missing regulator or
+    target are dropped. Regulators and their targets keep file order, without repeats.
+    A ``.gmt`` file (e.g. the GBM ARACNe regulons) is read with :func:`read_gmt`.
+    """
+    path = Path(path)
+    if min_weight is not None and weight_col is None:
+        raise GenevaeInputError(
+            f"min_weight={min_weight} needs weight_col, the column of {path} holding edge weights."
+        )
+    if path.suffix == ".gmt":
+        if weight_col is not None:
+            raise GenevaeInputError(f"{path} is a GMT file, which has no edge weights.")
+        return read_gmt(path)
+    if not path.is_file():
+        raise GenevaeInputError(f"GRN edge table {path} does not exist; check the path.")
+    wanted = [source_col, target_col] + ([weight_col] if weight_col else [])
+    header = pd.read_csv(path, sep=_edge_separator(path), nrows=0).columns
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise GenevaeInputError(
+            f"{path}: missing column(s) {missing}; available columns: {list(header)}. "
+            "Set source_col/target_col/weight_col to match the file."
+        )
+    edges = pd.read_csv(path, sep=_edge_separator(path), usecols=wanted)
+    edges = edges.dropna(subset=[source_col, target_col])
+    if min_weight is not None:
+        edges = edges[edges[weight_col] >= min_weight]
+    if edges.empty:
+        raise GenevaeInputError(
+            f"{path}: no edges left (min_weight={min_weight}); lower min_weight or check the file."
+        )
+    sources = edges[source_col].astype(str).str.strip()
+    targets = edges[target_col].astype(str).str.strip()
+    grouped = targets.groupby(sources.to_numpy(), sort=False)
+    return {regulator: _unique(group) for regulator, group in grouped}
+
+
+def _keep_reason(size: int, min_genes: int, max_genes: int) -> str:
+    if size < min_genes:
+        return "too_small"
+    if size > max_genes:
+        return "too_large"
+    return "kept"
+
+
+def build_gene_module_mask(
+    gene_names: Sequence[str],
+    gene_sets: Mapping[str, Sequence[str]],
+    min_genes: int = 1,
+    max_genes: int = 1000,
+    add_nodes: int = 1,
+    size_filter_on: Literal["overlap", "file"] = "overlap",
+    source: str = "the gene sets",
+) -> GeneModuleMask:
+    """VEGA's gene-module mask: entry (i, j) = 1 iff gene i belongs to module j.
+
+    Genes match by exact, case-sensitive symbol. A module is kept when
+    ``min_genes <= size <= max_genes``, where size is its overlap with ``gene_names``
+    (``size_filter_on="overlap"``, the default, so no latent node is connected to too few
+    measured genes) or its membership in the file (``"file"``, what VEGA's code did; modules
+    with no measured gene then become all-zero columns, and a warning says so).
+    ``add_nodes`` fully connected columns named ``UNANNOTATED_0..`` are appended.
+    ``source`` (e.g. the GMT path) is used in error messages.
+    """
+    genes = pd.Index([str(g) for g in gene_names])
+    if genes.duplicated().any():
+        raise GenevaeInputError(
+            f"gene names are duplicated, e.g. {genes[genes.duplicated()].unique()[:5].tolist()}; "
+            "make var_names unique before building the mask."
+        )
+    if size_filter_on not in ("overlap", "file"):
+        raise GenevaeInputError(
+            f"size_filter_on={size_filter_on!r} is not supported; use 'overlap' or 'file'."
+        )
+    if min_genes < 0 or max_genes < min_genes or add_nodes < 0:
+        raise GenevaeInputError(
+            f"need 0 <= min_genes <= max_genes and add_nodes >= 0; got min_genes={min_genes}, "
+            f"max_genes={max_genes}, add_nodes={add_nodes}."
+        )
+    clashing = [name for name in gene_sets if name.startswith(EXTRA_NODE_PREFIX)]
+    if clashing:
+        raise GenevaeInputError(
+            f"gene set names {clashing[:3]} in {source} clash with the names of the extra "
+            f"nodes ({EXTRA_NODE_PREFIX}k); rename those sets."
+        )
+    members = {name: _unique(set_genes) for name, set_genes in gene_sets.items()}
+    row_of = {gene: row for row, gene in enumerate(genes)}
+    positions = {
+        name: np.array([row_of[g] for g in m if g in row_of], dtype=np.int64)
+        for name, m in members.items()
+    }
+    if not any(len(idx) for idx in positions.values()):
+        example_set = next(iter(members.values()), [])[:5]
+        raise GenevaeInputError(
+            f"no gene of {source} is among the {len(genes)} data genes. Example set genes: "
+            f"{example_set}; example data genes: {genes[:5].tolist()}. Check that both use the "
+            "same identifiers (e.g. HGNC symbols, not Ensembl ids) and the same species."
+        )
+    overlap = pd.DataFrame(
+        {
+            "module": list(members),
+            "n_genes_in_set": [len(m) for m in members.values()],
+            "n_genes_overlap": [len(idx) for idx in positions.values()],
+        }
+    )
+    size_column = "n_genes_overlap" if size_filter_on == "overlap" else "n_genes_in_set"
+    overlap["reason"] = [_keep_reason(s, min_genes, max_genes) for s in overlap[size_column]]
+    overlap["kept"] = overlap["reason"] == "kept"
+    overlap = overlap[["module", "n_genes_in_set", "n_genes_overlap", "kept", "reason"]]
+    kept = overlap.loc[overlap["kept"], "module"].tolist()
+    if not kept:
+        raise GenevaeInputError(
+            f"no module of {source} has between min_genes={min_genes} and max_genes={max_genes} "
+            f"genes ({size_filter_on}); widen the size limits."
+        )
+    empty = overlap.loc[overlap["kept"] & (overlap["n_genes_overlap"] == 0), "module"].tolist()
+    if empty:
+        warnings.warn(
+            f"{len(empty)} kept modules of {source} have no measured gene (e.g. {empty[:3]}) and "
+            "will be latent nodes connected to nothing; use size_filter_on='overlap'.",
+            stacklevel=2,
+        )
+    mask = np.zeros((len(genes), len(kept) + add_nodes), dtype=np.float32)
+    for column, name in enumerate(kept):
+        mask[positions[name], column] = 1.0
+    mask[:, len(kept) :] = 1.0
+    extra = [f"{EXTRA_NODE_PREFIX}{k}" for k in range(add_nodes)]
+    return GeneModuleMask(mask=mask, module_names=kept + extra, overlap=overlap)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anndata as ad
@@ -96,20 +97,23 @@ def test_versioned_saves_create_timestamp_folders_and_pinned_load(tmp_path: Path
     _assert_same(first, pinned)
 
 
-def test_versioned_from_catalog_config(tmp_path: Path) -> None:
-    catalog = DataCatalog.from_config(
-        {
-            "adata": {
-                "type": "genevae.datasets.anndata_dataset.AnnDataDataset",
-                "filepath": str(tmp_path / "adata.h5ad"),
-                "versioned": True,
-            }
-        }
-    )
-    original = _make_adata(True)
-    catalog.save("adata", original)
-    _assert_same(original, catalog.load("adata"))
-    assert len(list((tmp_path / "adata.h5ad").iterdir())) == 1
+def _versioned_catalog(filepath: Path) -> DataCatalog:
+    entry = {"type": "genevae.datasets.anndata_dataset.AnnDataDataset", "versioned": True}
+    return DataCatalog.from_config({"adata": {**entry, "filepath": str(filepath)}})
+
+
+def test_versioned_true_in_catalog_writes_one_timestamp_folder_per_run(tmp_path: Path) -> None:
+    first, second = _make_adata(True, seed=1), _make_adata(True, seed=2)
+    _versioned_catalog(tmp_path / "adata.h5ad").save("adata", first)  # run 1
+    time.sleep(0.01)  # timestamps have millisecond resolution
+    _versioned_catalog(tmp_path / "adata.h5ad").save("adata", second)  # run 2
+
+    folders = sorted((tmp_path / "adata.h5ad").iterdir())
+    assert len(folders) == 2
+    assert all((folder / "adata.h5ad").is_file() for folder in folders)
+    catalog = _versioned_catalog(tmp_path / "adata.h5ad")
+    _assert_same(second, catalog.load("adata"))
+    _assert_same(first, catalog.load("adata", version=folders[0].name))
 
 
 def test_exists_and_describe(tmp_path: Path) -> None:
@@ -193,8 +197,20 @@ def test_remote_protocol_round_trip_and_backed_refused() -> None:
         fsspec.filesystem("memory").rm("/genevae-test", recursive=True)
 
 
-def test_reads_real_perturbseq_file(shared_data: Path) -> None:
-    path = shared_data / "perturbseq" / "adamson2016_pilot_upr_360x1000.h5ad"
-    adata = AnnDataDataset(filepath=str(path)).load()
-    assert adata.shape == (360, 1000)
-    assert adata.obs["perturbation"].value_counts().eq(60).all()
+@pytest.mark.filterwarnings("ignore::anndata.OldFormatWarning")
+def test_real_files_load_and_round_trip(tmp_path: Path, shared_data: Path) -> None:
+    adamson = AnnDataDataset(
+        filepath=str(shared_data / "perturbseq" / "adamson2016_pilot_upr_360x1000.h5ad")
+    )
+    assert adamson.load().obs["perturbation"].value_counts().eq(60).all()
+
+    kang = AnnDataDataset(
+        filepath=str(shared_data / "scrna" / "kang2018_pbmc_ifnb_scgen_valid.h5ad")
+    ).load()
+    assert kang.shape == (1975, 6998)
+    copy = AnnDataDataset(filepath=str(tmp_path / "kang.h5ad"), version=Version(None, None))
+    copy.save(kang)
+    reloaded = copy.load()
+    assert (reloaded.X != kang.X).nnz == 0
+    pd.testing.assert_frame_equal(reloaded.obs, kang.obs)
+    np.testing.assert_array_equal(reloaded.obsm["X_umap"], kang.obsm["X_umap"])

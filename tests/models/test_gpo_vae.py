@@ -1,0 +1,289 @@
+"""GPO-VAE: loss terms, ablation switches, straight-through masks, GRN alignment, evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genevae.errors import GenevaeInputError
+from genevae.models.gpo_vae import (
+    GPOVAE,
+    grn_alignment_loss,
+    k_hop_accumulation,
+    log_standardization,
+    plated_weights,
+    relaxed_bernoulli_straight_through,
+)
+
+N_CELLS, N_GENES, N_NODES, N_LATENT = 60, 30, 4, 6
+TERMS = {"reconstruction", "kl_local", "kl_global", "counterfactual", "grn_alignment", "sparsity"}
+SMALL = {
+    "n_latent": N_LATENT,
+    "decoder_hidden": 32,
+    "basal_encoder_hidden": 32,
+    "embedding_encoder_hidden": 32,
+    "embedding_encoder_layers": 2,
+}
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors run far faster on one thread (and do not fight other tests for cores)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _one_hot(labels: torch.Tensor, n_nodes: int) -> torch.Tensor:
+    """Dosage rows: label −1 is a control (all zeros)."""
+    dosage = torch.zeros(len(labels), n_nodes)
+    perturbed = labels >= 0
+    dosage[perturbed, labels[perturbed]] = 1.0
+    return dosage
+
+
+def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Cells in 5 groups (control + 4 perturbations); perturbation t doubles genes 5t..5t+4."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(-1, N_NODES).repeat_interleave(N_CELLS // (N_NODES + 1))
+    dosage = _one_hot(labels, N_NODES)
+    rate = torch.full((N_CELLS, N_GENES), 4.0)
+    for t in range(N_NODES):
+        rate[labels == t, 5 * t : 5 * t + 5] *= 3.0
+    counts = torch.poisson(rate, generator=generator)
+    qc = (torch.rand(N_CELLS, 1, generator=generator) < 0.3).float()
+    has_cf = (torch.rand(N_CELLS, 1, generator=generator) < 0.5).float()
+    cf_x = torch.poisson(rate * 0.5, generator=generator) * has_cf
+    delta_x = dosage * 0.8 + 0.1 * torch.rand(N_CELLS, N_NODES, generator=generator)
+    return {
+        "counts": counts,
+        "library": counts.sum(1, keepdim=True),
+        "dosage": dosage,
+        "delta_x": delta_x,
+        "qc": qc,
+        "cf_x": cf_x,
+        "has_cf": has_cf,
+        **plated_weights(dosage, qc),
+    }
+
+
+def make_model(seed: int = 0, **overrides) -> GPOVAE:
+    torch.manual_seed(seed)
+    model = GPOVAE(n_genes=N_GENES, n_nodes=N_NODES, **(SMALL | overrides))
+    model.set_standardization(*log_standardization(make_batch()["counts"]))
+    return model
+
+
+def test_loss_terms_are_finite_and_sum_to_loss():
+    terms = make_model().loss(make_batch())
+    assert set(terms) == TERMS | {"loss"}
+    for name, value in terms.items():
+        assert value.ndim == 0 and torch.isfinite(value), name
+    assert torch.isclose(terms["loss"], sum(terms[name] for name in TERMS))
+    assert terms["counterfactual"] > 0 and terms["grn_alignment"] > 0
+    # σ(0) = 0.5 everywhere at initialisation: Σσ / T² = 0.5
+    assert terms["sparsity"].item() == pytest.approx(0.5)
+
+
+def test_loss_falls_during_training():
+    model, batch = make_model(), make_batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = []
+    for _ in range(100):
+        loss = model.loss(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    assert np.mean(history[-10:]) < np.mean(history[:10]) - 2.0
+
+
+def test_artifact_ablation_drops_artifact_terms_and_keys():
+    model = make_model(artifact_latent=False)
+    assert model.artifact_encoder is None
+    batch = {
+        k: v for k, v in make_batch().items() if k not in {"qc", "qc_weight", "cf_x", "has_cf"}
+    }
+    terms = model.loss(batch)
+    assert terms["counterfactual"].item() == 0.0
+    assert torch.isfinite(terms["loss"])
+    decoder_input = model.decoder[0].first[0].in_features
+    assert decoder_input == N_LATENT + N_NODES  # no artifact offset
+    assert model.encode(batch).shape == (N_CELLS, N_LATENT)
+
+
+def test_grn_ablation_needs_no_delta_x_and_leaves_logits_to_the_elbo():
+    model = make_model(grn_alignment=False, penalty_coeff=0.0)
+    batch = {k: v for k, v in make_batch().items() if k != "delta_x"}
+    terms = model.loss(batch)
+    assert terms["grn_alignment"].item() == 0.0
+    full = make_model().loss(make_batch())
+    assert full["grn_alignment"] > 0
+
+
+def test_reconstruction_is_class_balanced_with_alpha():
+    batch = make_batch()
+    model = make_model()
+    weights = model._reconstruction_weights(batch["qc"])
+    alpha = batch["qc"].mean()
+    failing = batch["qc"].squeeze(1) > 0
+    torch.testing.assert_close(weights[failing], (1 - alpha).expand(int(failing.sum())))
+    torch.testing.assert_close(weights[~failing], alpha.expand(int((~failing).sum())))
+    # good and bad cells carry the same total weight
+    torch.testing.assert_close(weights[failing].sum(), weights[~failing].sum())
+    assert model._reconstruction_weights(torch.zeros(5, 1)) == 1.0
+
+
+def test_straight_through_mask_is_binary_and_passes_gradient_to_logits():
+    logits = torch.zeros(N_NODES, N_NODES, requires_grad=True)
+    mask = relaxed_bernoulli_straight_through(logits, n_particles=50)
+    assert set(mask.detach().unique().tolist()) <= {0.0, 1.0}
+    (mask * torch.arange(1, N_NODES**2 + 1).reshape(N_NODES, N_NODES)).sum().backward()
+    assert logits.grad is not None and torch.all(logits.grad != 0)
+    # large logits give (almost) always-on edges
+    on = relaxed_bernoulli_straight_through(torch.full((3, 3), 8.0), n_particles=200)
+    assert on.mean().item() > 0.99
+
+
+def test_model_mask_gradient_reaches_logits_through_the_elbo():
+    model = make_model(grn_alignment=False, penalty_coeff=0.0)
+    terms = model.loss(make_batch())
+    (terms["reconstruction"] + terms["kl_global"]).backward()
+    assert model.mask_logits.grad is not None
+    assert model.mask_logits.grad.abs().sum() > 0
+
+
+def test_grn_alignment_recovers_planted_sign_pattern():
+    """Train only the GRN-aligned loss: logits turn positive exactly where ΔX > c."""
+    edges = torch.tensor(
+        [[0, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.float32
+    )
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(-1, 4).repeat_interleave(20)
+    dosage = _one_hot(labels, 4)
+    delta_x = dosage @ edges + 0.2 * torch.rand(len(labels), 4, generator=generator)
+    logits = torch.zeros(4, 4, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(300):
+        loss = grn_alignment_loss(logits, dosage, delta_x, hop=5, fc_criteria=0.4)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.testing.assert_close((logits.detach() > 0).float(), edges)
+
+
+def test_k_hop_accumulation_matches_the_series():
+    a = torch.tensor([[0.0, 2.0], [1.0, 0.0]])
+    expected = a + a @ a / 2 + a @ a @ a / 4
+    torch.testing.assert_close(k_hop_accumulation(a, 2), expected)
+    torch.testing.assert_close(k_hop_accumulation(a, 0), a)
+
+
+def test_counterfactual_is_zero_when_counterfactual_equals_observation():
+    batch = make_batch()
+    batch["cf_x"] = batch["counts"].clone()
+    batch["has_cf"] = torch.ones(N_CELLS, 1)
+    model = make_model()
+    for form in ("exact", "original_code"):
+        model.config["counterfactual_kl"] = form
+        assert model.loss(batch)["counterfactual"].abs().item() < 1e-5
+
+
+def test_counterfactual_sum_is_batch_size_times_mean():
+    batch = make_batch()
+    summed_model = make_model(seed=3)
+    mean_model = make_model(seed=3, counterfactual_reduction="mean")
+    torch.manual_seed(1)
+    total = summed_model.loss(batch)["counterfactual"]
+    torch.manual_seed(1)
+    mean = mean_model.loss(batch)["counterfactual"]
+    torch.testing.assert_close(total, mean * N_CELLS)
+
+
+def test_plated_weights_count_training_cells():
+    dosage = _one_hot(torch.tensor([-1, -1, 0, 0, 0, 1]), 3)
+    weights = plated_weights(dosage, torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 1.0]))
+    expected = torch.tensor([1 / 2, 1 / 2, 1 / 3, 1 / 3, 1 / 3, 1.0]).unsqueeze(1)
+    torch.testing.assert_close(weights["perturbation_weight"], expected)
+    torch.testing.assert_close(
+        weights["qc_weight"], torch.tensor([0.0, 1 / 3, 1 / 3, 0.0, 0.0, 1 / 3]).unsqueeze(1)
+    )
+
+
+def test_prior_predictions_sum_to_library_and_are_reproducible():
+    model = make_model().eval()
+    dosage = torch.cat([torch.zeros(1, N_NODES), torch.eye(N_NODES)])
+    means = model.predict_mean_expression(dosage, n_particles=7, library_size=1e4)
+    assert means.shape == (N_NODES + 1, N_GENES)
+    torch.testing.assert_close(means.sum(1), torch.full((N_NODES + 1,), 1e4))
+    first = model.sample_counts(dosage, 3, generator=torch.Generator().manual_seed(5))
+    second = model.sample_counts(dosage, 3, generator=torch.Generator().manual_seed(5))
+    assert first.shape == (3, N_NODES + 1, N_GENES)
+    torch.testing.assert_close(first, second)
+    assert torch.all(first == first.round()) and torch.all(first >= 0)
+
+
+def test_encode_is_deterministic_and_iwelbo_tightens_with_particles():
+    model, batch = make_model().eval(), make_batch()
+    torch.testing.assert_close(model.encode(batch), model.encode(batch))
+    assert model.encode(batch).shape == (N_CELLS, N_LATENT)
+    latents = model.sample_global_latents(200, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        many = model.iwelbo(
+            batch, global_latents=latents, generator=torch.Generator().manual_seed(1)
+        )
+        single = torch.stack(
+            [
+                model.iwelbo(batch, n_particles=1, generator=torch.Generator().manual_seed(s))
+                for s in range(20)
+            ]
+        ).mean(0)
+    assert many.shape == (N_CELLS,) and torch.isfinite(many).all()
+    assert many.mean() > single.mean()
+
+
+def test_grn_probabilities_and_config_round_trip():
+    model = make_model()
+    probabilities = model.grn_probabilities()
+    assert probabilities.shape == (N_NODES, N_NODES)
+    torch.testing.assert_close(probabilities, torch.full((N_NODES, N_NODES), 0.5))
+    rebuilt = type(model)(**model.config)
+    rebuilt.load_state_dict(model.state_dict())
+    torch.testing.assert_close(rebuilt.gene_log_sd, model.gene_log_sd)
+    assert model.model_type == "gpo_vae"
+    assert model.config["fc_criteria"] == 0.4 and model.config["n_latent"] == N_LATENT
+
+
+def test_missing_or_misshapen_batch_keys_are_named():
+    model, batch = make_model(), make_batch()
+    del batch["qc_weight"]
+    with pytest.raises(GenevaeInputError, match="qc_weight"):
+        model.loss(batch)
+    batch = make_batch()
+    batch["dosage"] = batch["dosage"][:, :2]
+    with pytest.raises(GenevaeInputError, match="'dosage' has shape"):
+        model.loss(batch)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "parameter"),
+    [
+        ({"mask_prior": 1.5}, "mask_prior"),
+        ({"counterfactual_kl": "approx"}, "counterfactual_kl"),
+        ({"n_latent": 0}, "n_latent"),
+        ({"alpha": 2.0}, "alpha"),
+    ],
+)
+def test_bad_config_is_rejected(overrides, parameter):
+    with pytest.raises(GenevaeInputError, match=parameter):
+        GPOVAE(n_genes=N_GENES, n_nodes=N_NODES, **overrides)
+
+
+def test_set_standardization_checks_length_and_guards_zero_sd():
+    model = make_model()
+    with pytest.raises(GenevaeInputError, match="n_genes"):
+        model.set_standardization(torch.zeros(3), torch.ones(3))
+    model.set_standardization(torch.zeros(N_GENES), torch.zeros(N_GENES))
+    assert torch.all(model.gene_log_sd == 1.0)

@@ -154,7 +154,9 @@ def knn_label_accuracy(
             f"has {smallest}. Lower n_folds or drop rare labels."
         )
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(KNeighborsClassifier(n_neighbors=k), latent.to_numpy(), groups, cv=folds)
+    scores = cross_val_score(
+        KNeighborsClassifier(n_neighbors=k), latent.to_numpy(), groups, cv=folds
+    )
     return float(scores.mean())
 
 
@@ -181,7 +183,9 @@ def embed_2d(
     """
     _check_numeric_frame(latent, "latent (samples × nodes)")
     if method == "tsne":
-        coords = _tsne(latent.to_numpy(dtype=float), TSNE_SEED if seed is None else seed, perplexity)
+        coords = _tsne(
+            latent.to_numpy(dtype=float), TSNE_SEED if seed is None else seed, perplexity
+        )
     elif method == "umap":
         coords = _umap(latent.to_numpy(dtype=float), UMAP_SEED if seed is None else seed)
     else:
@@ -202,18 +206,24 @@ def _tsne(values: np.ndarray, seed: int, perplexity: float) -> np.ndarray:
 def _umap(values: np.ndarray, seed: int) -> np.ndarray:
     import umap  # imported lazily: numba compilation makes the import slow
 
-    reducer = umap.UMAP(n_components=2, random_state=seed, **UMAP_PARAMS)
+    reducer = umap.UMAP(n_components=2, random_state=seed, n_jobs=1, **UMAP_PARAMS)
     return reducer.fit_transform(values)
 
 
 def _check_numeric_frame(frame: pd.DataFrame, name: str) -> None:
     if not isinstance(frame, pd.DataFrame) or frame.empty:
         raise GenevaeInputError(f"{name} must be a non-empty pandas DataFrame.")
-    non_numeric = [col for col, dtype in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)]
+    non_numeric = [
+        col for col, dtype in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)
+    ]
     if non_numeric:
-        raise GenevaeInputError(f"{name} has non-numeric columns {non_numeric[:5]}; keep only node values.")
+        raise GenevaeInputError(
+            f"{name} has non-numeric columns {non_numeric[:5]}; keep only node values."
+        )
     if not np.isfinite(frame.to_numpy(dtype=float)).all():
-        raise GenevaeInputError(f"{name} contains NaN or infinite values; drop or impute them first.")
+        raise GenevaeInputError(
+            f"{name} contains NaN or infinite values; drop or impute them first."
+        )
 
 
 def _aligned_labels(latent: pd.DataFrame, labels: pd.Series | Sequence) -> pd.Series:

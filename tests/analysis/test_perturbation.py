@@ -1,0 +1,226 @@
+"""ATE evaluation: exact values on hand-made matrices, baselines, noise ceiling, model side."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.stats import pearsonr
+from sklearn.metrics import r2_score
+
+from genevae.analysis.perturbation import (
+    ate_metrics,
+    control_mean_baseline,
+    evaluate_perturbation_prediction,
+    observed_ate,
+    predicted_ate,
+    split_half_noise_ceiling,
+    training_mean_baseline,
+)
+from genevae.errors import GenevaeInputError
+from genevae.models.gpo_vae import GPOVAE
+
+GENES = ["g0", "g1", "g2", "g3"]
+OBSERVED = pd.DataFrame(
+    [[1.0, -2.0, 3.0, 0.0], [0.5, 0.0, -1.0, 2.0]], index=["A", "B"], columns=GENES
+)
+PREDICTED = pd.DataFrame(
+    [[0.0, 1.0, 5.0, 4.0], [1.0, 2.0, 0.1, 3.0]], index=["A", "B"], columns=GENES
+)
+
+
+def test_observed_ate_by_hand_dense_and_sparse():
+    counts = np.array([[1.0, 3.0], [2.0, 2.0], [4.0, 0.0], [0.0, 4.0]])
+    labels = ["ctrl", "ctrl", "A", "A"]
+    # every cell already totals 4, so target_sum=4 leaves counts unchanged before log2(1 + x)
+    control = np.array([(1 + math.log2(3)) / 2, (2 + math.log2(3)) / 2])
+    expected = np.array([[math.log2(5) / 2, math.log2(5) / 2]]) - control
+    for matrix in (counts, sp.csr_matrix(counts)):
+        effects = observed_ate(matrix, labels, "ctrl", target_sum=4, gene_names=["x", "y"])
+        assert list(effects.index) == ["A"] and list(effects.columns) == ["x", "y"]
+        np.testing.assert_allclose(effects.to_numpy(), expected)
+
+
+def test_ate_metrics_exact_values():
+    metrics = ate_metrics(OBSERVED, PREDICTED, top_k=(2,))
+    obs, pred = OBSERVED.to_numpy().ravel(), PREDICTED.to_numpy().ravel()
+    assert metrics["ate_pearson_all"] == pytest.approx(pearsonr(obs, pred)[0])
+    assert metrics["ate_r2_all"] == pytest.approx(r2_score(obs, pred))
+    # top-2 |observed| genes: A → g2, g1; B → g3, g2
+    obs_top, pred_top = np.array([3.0, -2.0, 2.0, -1.0]), np.array([5.0, 1.0, 3.0, 0.1])
+    assert metrics["ate_pearson_top2"] == pytest.approx(pearsonr(obs_top, pred_top)[0])
+    assert metrics["ate_r2_top2"] == pytest.approx(r2_score(obs_top, pred_top))
+    # predicted top-2: A → {g2, g3} vs {g1, g2}: 1/3; B → {g3, g1} vs {g3, g2}: 1/3
+    assert metrics["jaccard_top2"] == pytest.approx(1 / 3)
+
+
+def test_ate_metrics_perfect_prediction_and_alignment_by_label():
+    shuffled = OBSERVED.loc[["B", "A"], ["g3", "g1", "g0", "g2"]]
+    metrics = ate_metrics(OBSERVED, shuffled, top_k=(1, 2))
+    for name in (
+        "ate_pearson_all",
+        "ate_r2_all",
+        "ate_pearson_top2",
+        "jaccard_top1",
+        "jaccard_top2",
+    ):
+        assert metrics[name] == pytest.approx(1.0), name
+    assert set(metrics) == {
+        "ate_pearson_all",
+        "ate_r2_all",
+        "ate_pearson_top1",
+        "ate_r2_top1",
+        "jaccard_top1",
+        "ate_pearson_top2",
+        "ate_r2_top2",
+        "jaccard_top2",
+    }
+
+
+def test_control_mean_baseline_scores_nan_where_undefined():
+    zero = control_mean_baseline(OBSERVED)
+    assert (zero.to_numpy() == 0).all()
+    metrics = ate_metrics(OBSERVED, zero, top_k=(2,))
+    assert math.isnan(metrics["ate_pearson_all"]) and math.isnan(metrics["jaccard_top2"])
+    obs = OBSERVED.to_numpy().ravel()
+    assert metrics["ate_r2_all"] == pytest.approx(
+        1 - (obs**2).sum() / ((obs - obs.mean()) ** 2).sum()
+    )
+
+
+def test_metrics_reject_mismatched_tables_and_large_k():
+    with pytest.raises(GenevaeInputError, match="different perturbations"):
+        ate_metrics(OBSERVED, PREDICTED.rename(index={"B": "C"}))
+    with pytest.raises(GenevaeInputError, match="top_k value 20"):
+        ate_metrics(OBSERVED, PREDICTED)
+
+
+def _duplicated_screen(n_copies: int = 10, n_genes: int = 60, seed: int = 0):
+    """Each group's cells are identical copies of one random count profile (no noise)."""
+    rng = np.random.default_rng(seed)
+    profiles = rng.poisson(20, size=(4, n_genes)).astype(float)
+    labels = np.repeat(["ctrl", "A", "B", "C"], n_copies)
+    return np.repeat(profiles, n_copies, axis=0), labels
+
+
+def test_noise_ceiling_is_one_on_noiseless_duplicated_data():
+    counts, labels = _duplicated_screen()
+    metrics = split_half_noise_ceiling(counts, labels, "ctrl", seed=3)
+    for name in (
+        "ate_pearson_all",
+        "ate_r2_all",
+        "ate_pearson_top20",
+        "jaccard_top20",
+        "jaccard_top50",
+    ):
+        assert metrics[name] == pytest.approx(1.0), name
+
+
+def test_noise_ceiling_drops_with_noise_and_needs_two_cells():
+    rng = np.random.default_rng(0)
+    counts, labels = _duplicated_screen(n_copies=40)
+    noisy = rng.poisson(counts)
+    assert split_half_noise_ceiling(noisy, labels, "ctrl")["ate_pearson_all"] < 0.99
+    with pytest.raises(GenevaeInputError, match="at least 2 cells"):
+        split_half_noise_ceiling(counts[:41], labels[:41], "ctrl")
+
+
+def test_training_mean_baselines():
+    counts, labels = _duplicated_screen()
+    per_perturbation = training_mean_baseline(counts, labels, "ctrl")
+    pd.testing.assert_frame_equal(per_perturbation, observed_ate(counts, labels, "ctrl"))
+    pooled = training_mean_baseline(counts, labels, "ctrl", pooled=True)
+    np.testing.assert_allclose(pooled.to_numpy(), np.tile(per_perturbation.mean(0), (3, 1)))
+
+
+class ShiftSampler:
+    """Deterministic 'model': base counts plus dosage @ effects, identical across particles."""
+
+    def __init__(self, base: np.ndarray, effects: np.ndarray) -> None:
+        self.base, self.effects = torch.tensor(base), torch.tensor(effects)
+        self.calls: list[int] = []
+
+    def sample_counts(self, dosage, n_particles, library_size, generator):
+        self.calls.append(n_particles)
+        counts = self.base + dosage.double() @ self.effects
+        return counts.expand(n_particles, -1, -1)
+
+
+def test_predicted_ate_applies_the_perturbseq_transform_to_samples():
+    base = np.array([10.0, 30.0, 60.0])
+    effects = np.array([[50.0, 0.0, 0.0], [0.0, 0.0, 100.0]])
+    sampler = ShiftSampler(base, effects)
+    dosage = pd.DataFrame(np.eye(2), index=["P0", "P1"], columns=["n0", "n1"])
+    result = predicted_ate(
+        sampler, dosage, ["a", "b", "c"], n_particles=250, particles_per_batch=100
+    )
+    assert sampler.calls == [100, 100, 50]
+
+    def transform(row):
+        return np.log2(1 + 1e4 * row / row.sum())
+
+    expected = np.stack([transform(base + e) - transform(base) for e in effects])
+    np.testing.assert_allclose(result.to_numpy(), expected)
+    assert list(result.index) == ["P0", "P1"]
+    with pytest.raises(GenevaeInputError, match="all zero"):
+        predicted_ate(sampler, pd.DataFrame([[0.0, 0.0]], index=["ctrl"]), ["a", "b", "c"])
+
+
+def test_predicted_ate_from_a_gpo_vae_is_reproducible():
+    torch.manual_seed(0)
+    model = GPOVAE(
+        n_genes=12,
+        n_nodes=3,
+        n_latent=4,
+        decoder_hidden=16,
+        basal_encoder_hidden=16,
+        embedding_encoder_hidden=16,
+        embedding_encoder_layers=1,
+    )
+    dosage = pd.DataFrame(np.eye(3), index=["X", "Y", "Z"])
+    genes = [f"g{i}" for i in range(12)]
+    first = predicted_ate(model, dosage, genes, n_particles=20, seed=4)
+    second = predicted_ate(model, dosage, genes, n_particles=20, seed=4)
+    assert first.shape == (3, 12) and np.isfinite(first.to_numpy()).all()
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_evaluate_perturbation_prediction_reports_model_and_baselines():
+    rng = np.random.default_rng(1)
+    profiles = rng.poisson(20, size=(3, 40)).astype(float)
+    labels = np.repeat(["ctrl", "A", "B"], 40)
+    counts = rng.poisson(np.repeat(profiles, 40, axis=0))
+    split = np.where(np.arange(len(labels)) % 5 == 0, "test", "train")
+    dosage = pd.DataFrame(np.eye(2), index=["A", "B"], columns=["A", "B"])
+    oracle = ShiftSampler(profiles[0], profiles[1:] - profiles[0])
+    report = evaluate_perturbation_prediction(
+        oracle, counts, labels, "ctrl", split, dosage, top_k=(5,), n_particles=2
+    )
+    assert list(report.index) == [
+        "model",
+        "training_mean",
+        "pooled_training_mean",
+        "control_mean",
+        "split_half_ceiling",
+    ]
+    assert report.loc["model", "ate_pearson_all"] > 0.9
+    assert math.isnan(report.loc["control_mean", "ate_pearson_all"])
+    leaky = evaluate_perturbation_prediction(
+        oracle, counts, labels, "ctrl", split, dosage, top_k=(5,), n_particles=2, reference="all"
+    )
+    assert (
+        leaky.loc["training_mean", "ate_pearson_all"]
+        > report.loc["training_mean", "ate_pearson_all"]
+    )
+
+
+def test_observed_ate_input_errors():
+    counts, labels = _duplicated_screen()
+    with pytest.raises(GenevaeInputError, match="control_label 'nt'"):
+        observed_ate(counts, labels, "nt")
+    with pytest.raises(GenevaeInputError, match="perturbation_labels has 3 entries"):
+        observed_ate(counts, labels[:3], "ctrl")

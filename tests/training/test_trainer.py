@@ -22,7 +22,9 @@ def _settings(**overrides) -> TrainingSettings:
 
 def test_training_reduces_loss_and_records_every_term_per_epoch():
     data = _data()
-    result = train_model(ToyAutoencoder(), data.subset(np.arange(200)), data.subset(np.arange(200, 256)), _settings())
+    result = train_model(
+        ToyAutoencoder(), data.subset(np.arange(200)), data.subset(np.arange(200, 256)), _settings()
+    )
     history = result.history
     train_loss = history.query("split == 'train' and term == 'loss'").sort_values("epoch")["value"]
     assert len(train_loss) == 15
@@ -64,7 +66,10 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     data = _data(64)
     train_model(ToyAutoencoder(), data, None, _settings(max_epochs=2, checkpoint_dir=str(tmp_path)))
     result = train_model(
-        ToyAutoencoder(), data, None, _settings(max_epochs=4, checkpoint_dir=str(tmp_path), resume=True)
+        ToyAutoencoder(),
+        data,
+        None,
+        _settings(max_epochs=4, checkpoint_dir=str(tmp_path), resume=True),
     )
     assert sorted(result.history["epoch"].unique()) == [2, 3]
 

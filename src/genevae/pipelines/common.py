@@ -1,0 +1,130 @@
+"""Adapters shared by the model pipelines: AnnData → batches, training, run bookkeeping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from genevae.datasets.model_bundle import ModelBundle
+from genevae.errors import GenevaeInputError
+from genevae.models.base import GenerativeModel
+from genevae.training import TensorData, TrainingSettings, train_model
+
+logger = logging.getLogger(__name__)
+
+
+def _matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix:
+    if layer is None:
+        return adata.X
+    if layer not in adata.layers:
+        raise GenevaeInputError(
+            f"AnnData has no layer {layer!r} (layers: {list(adata.layers)}); "
+            "run data_processing to create it or change the layer parameter."
+        )
+    return adata.layers[layer]
+
+
+def one_hot_covariates(obs: pd.DataFrame, keys: Sequence[str]) -> np.ndarray | None:
+    """One-hot encode categorical ``obs`` columns (concatenated), or ``None`` without keys."""
+    if not keys:
+        return None
+    missing = [key for key in keys if key not in obs.columns]
+    if missing:
+        raise GenevaeInputError(
+            f"Covariate column(s) {missing} are not in obs (columns: {list(obs.columns)})."
+        )
+    frames = [pd.get_dummies(obs[key].astype(str), prefix=key, dtype=np.float32) for key in keys]
+    return pd.concat(frames, axis=1).to_numpy()
+
+
+def expression_data(
+    adata: AnnData,
+    *,
+    layer: str | None = None,
+    counts_layer: str | None = None,
+    covariate_keys: Sequence[str] = (),
+) -> TensorData:
+    """Batch arrays for expression models: ``x``, optional ``counts``/``library``/``covariates``."""
+    arrays: dict[str, Any] = {"x": _matrix(adata, layer)}
+    if counts_layer is not None:
+        counts = _matrix(adata, counts_layer)
+        arrays["counts"] = counts
+        arrays["library"] = np.asarray(counts.sum(axis=1)).reshape(-1, 1).astype(np.float32)
+    covariates = one_hot_covariates(adata.obs, covariate_keys)
+    if covariates is not None:
+        arrays["covariates"] = covariates
+    return TensorData(arrays)
+
+
+def train_validation_split(
+    n_rows: int, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of row indices; ``validation_fraction=0`` gives no validation rows."""
+    if not 0 <= validation_fraction < 1:
+        raise GenevaeInputError(
+            f"validation_fraction must be in [0, 1), got {validation_fraction}."
+        )
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_val = int(round(n_rows * validation_fraction))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def fit_model(
+    model: GenerativeModel,
+    data: TensorData,
+    training_params: dict[str, Any],
+    *,
+    validation_fraction: float,
+    gene_names: Sequence[str],
+    metadata: dict[str, Any] | None = None,
+) -> tuple[ModelBundle, pd.DataFrame]:
+    """Train on a seeded split, tag the MLflow run with the device, return bundle + history."""
+    settings = TrainingSettings.from_params(training_params)
+    train_idx, val_idx = train_validation_split(len(data), validation_fraction, settings.seed)
+    val_data = data.subset(val_idx) if len(val_idx) else None
+    result = train_model(model, data.subset(train_idx), val_data, settings)
+    run_info = {
+        "device": result.device,
+        "device_name": result.device_name,
+        "epochs_run": result.epochs_run,
+        "n_train": len(train_idx),
+        "n_validation": len(val_idx),
+    }
+    _tag_mlflow_run(run_info)
+    logger.info(
+        "Trained %s for %d epochs on %s", model.model_type, result.epochs_run, result.device_name
+    )
+    bundle = ModelBundle(
+        model=result.model,
+        gene_names=list(gene_names),
+        metadata={**(metadata or {}), **run_info, "training": training_params},
+    )
+    return bundle, result.history
+
+
+def _tag_mlflow_run(tags: dict[str, Any]) -> None:
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.set_tags({f"genevae.{key}": str(value) for key, value in tags.items()})
+
+
+def final_metrics(history: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Last-epoch value of every term as ``{"final_<split>_<term>": {"value", "step"}}``.
+
+    The format is the one kedro-mlflow's ``MlflowMetricsHistoryDataset`` logs.
+    """
+    if history.empty:
+        return {}
+    last_epoch = int(history["epoch"].max())
+    last = history[history["epoch"] == last_epoch]
+    return {
+        f"final_{row.split}_{row.term}": {"value": float(row.value), "step": last_epoch}
+        for row in last.itertuples()
+    }

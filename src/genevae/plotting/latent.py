@@ -16,21 +16,6 @@ from matplotlib.figure import Figure
 from genevae.errors import GenevaeInputError
 
 
-def palette_from_table(
-    table: pd.DataFrame,
-    label_column: str = "Study Abbreviation",
-    colour_column: str = "Hex Colors",
-) -> dict[str, str]:
-    """Label → colour mapping from a colour table such as Tybalt's ``tcga_colors.tsv``."""
-    missing = [col for col in (label_column, colour_column) if col not in table.columns]
-    if missing:
-        raise GenevaeInputError(
-            f"colour table lacks column(s) {missing}; it has {list(table.columns)}. Pass "
-            "label_column/colour_column naming the label and hex-colour columns."
-        )
-    return dict(zip(table[label_column].astype(str), table[colour_column], strict=True))
-
-
 def embedding_scatter(
     coords: pd.DataFrame,
     labels: pd.Series | Sequence,
@@ -40,7 +25,9 @@ def embedding_scatter(
     """Scatter of the first two columns of ``coords`` coloured by label, with a legend.
 
     Axis labels are the column names (e.g. ``tsne_1``, or two latent nodes to compare).
-    Labels missing from ``palette`` get colours from matplotlib's tab20 cycle.
+    ``palette`` maps label → colour (e.g. the TCGA table from
+    ``genevae.preprocessing.tcga.read_cancer_type_colors``); labels missing from it get
+    colours from matplotlib's tab20 cycle.
     """
     if not isinstance(coords, pd.DataFrame) or coords.shape[1] < 2 or coords.empty:
         raise GenevaeInputError("coords must be a DataFrame with at least two columns and one row.")
@@ -82,7 +69,9 @@ def _aligned_label_strings(coords: pd.DataFrame, labels: pd.Series | Sequence) -
             )
         return labels.reindex(coords.index).astype(str).to_numpy()
     if len(labels) != len(coords):
-        raise GenevaeInputError(f"labels has {len(labels)} entries but coords has {len(coords)} rows.")
+        raise GenevaeInputError(
+            f"labels has {len(labels)} entries but coords has {len(coords)} rows."
+        )
     return np.asarray(labels).astype(str)
 
 

@@ -17,7 +17,6 @@ from genevae.preprocessing.perturbseq import (
     perturbation_targets,
     select_genes,
     split_cells,
-    strong_de_node_genes,
     top_de_genes,
 )
 from genevae.preprocessing.synthetic import make_perturbseq_from_grn
@@ -105,23 +104,6 @@ def test_top_de_genes_rejects_counts_and_unknown_control(screen, screen_log):
         top_de_genes(screen.adata, "perturbation", screen.control_label)
     with pytest.raises(GenevaeInputError, match="available labels"):
         top_de_genes(screen_log, "perturbation", "non_targeting")
-
-
-def test_strong_de_node_genes_filters_and_precedence():
-    de = pd.DataFrame(
-        {
-            "perturbation": ["P1", "P1", "P2", "P2", "P3"],
-            "rank": [0, 1, 0, 1, 0],
-            "gene": ["A", "B", "C", "D", "E"],
-            "logfoldchange": [-4.0, 5.0, -3.5, 0.5, 4.0],
-            "pval_adj": [0.5, 0.001, 0.2, 0.001, 0.001],
-        }
-    )
-    assert strong_de_node_genes(de) == ["B", "E"]
-    # the K562 code's precedence lets strong down-regulation through without a p-value cut
-    assert strong_de_node_genes(de, filter_precedence="original_k562") == ["A", "C", "E"]
-    with pytest.raises(GenevaeInputError, match="filter_precedence"):
-        strong_de_node_genes(de, filter_precedence="other")
 
 
 @requires_shared_data

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Literal
 
 import anndata as ad
 import numpy as np
@@ -140,7 +139,8 @@ def top_de_genes(
 
     Wilcoxon rank-sum test (scanpy ``rank_genes_groups``, Benjamini-Hochberg adjusted) on
     log-normalised X. Genes are ranked by |score| so knocked-down genes rank too; GPO-VAE's
-    code used scanpy's default signed ranking (up-regulated first): ``rank_by_abs=False``.
+    code used scanpy's default signed ranking (up-regulated first): ``rank_by_abs=False``
+    (for its extra GRN nodes see :func:`genevae.preprocessing.gpo_inputs.extra_node_genes`).
     Columns: perturbation, rank (0 = strongest), gene, score, logfoldchange, pval, pval_adj.
     """
     _require_log_normalised(adata, "top_de_genes")
@@ -178,36 +178,6 @@ def top_de_genes(
     table["rank"] = table.groupby("perturbation").cumcount()
     columns = ["perturbation", "rank", "gene", "score", "logfoldchange", "pval", "pval_adj"]
     return table[columns].reset_index(drop=True)
-
-
-def strong_de_node_genes(
-    de_table: pd.DataFrame,
-    min_abs_logfoldchange: float = 3.0,
-    max_pval_adj: float = 0.01,
-    filter_precedence: Literal["paper", "original_k562"] = "paper",
-) -> list[str]:
-    """GPO-VAE's extra GRN node genes: per perturbation, the top-ranked strong DE gene.
-
-    A gene is strong when |logFC| > ``min_abs_logfoldchange`` and adjusted p <
-    ``max_pval_adj`` (``"paper"``, also the Adamson code). ``"original_k562"`` reproduces the
-    K562/RPE1 code, whose missing parentheses apply the p-value cut only to up-regulated
-    genes: ``lfc < -t or (lfc > t and padj < p)``. Perturbations without a strong gene
-    contribute nothing. Returns the sorted union.
-    """
-    lfc, padj = de_table["logfoldchange"], de_table["pval_adj"]
-    if filter_precedence == "paper":
-        strong = (lfc.abs() > min_abs_logfoldchange) & (padj < max_pval_adj)
-    elif filter_precedence == "original_k562":
-        strong = (lfc < -min_abs_logfoldchange) | (
-            (lfc > min_abs_logfoldchange) & (padj < max_pval_adj)
-        )
-    else:
-        raise GenevaeInputError(
-            f"filter_precedence={filter_precedence!r} is not supported; use 'paper' or "
-            "'original_k562'."
-        )
-    hits = de_table[strong].sort_values(["perturbation", "rank"])
-    return sorted(set(hits.groupby("perturbation")["gene"].first()))
 
 
 def split_cells(

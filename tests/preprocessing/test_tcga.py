@@ -194,3 +194,5 @@ def test_split_samples_is_stratified_and_reproducible():
     assert (unstratified == "validation").sum() == 7
     with pytest.raises(GenevaeInputError, match="val_fraction"):
         split_samples(labels, val_fraction=1.5)
+    with pytest.raises(GenevaeInputError, match="1 samples have no label"):
+        split_samples(labels.where(labels != "C"))

@@ -331,6 +331,12 @@ def split_samples(
         raise GenevaeInputError(f"val_fraction={val_fraction} must be between 0 and 1.")
     if labels.index.duplicated().any():
         raise GenevaeInputError("labels has duplicated sample ids; sample ids must be unique.")
+    if labels.isna().any():
+        missing = labels.index[labels.isna().to_numpy()][:3].tolist()
+        raise GenevaeInputError(
+            f"{int(labels.isna().sum())} samples have no label (e.g. {missing}); label them "
+            "(e.g. 'unknown') or drop them before splitting."
+        )
     rng = np.random.default_rng(seed)
     groups = labels.groupby(labels, sort=True).groups if stratify else {"all": labels.index}
     validation: list = []

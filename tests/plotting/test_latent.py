@@ -42,6 +42,7 @@ def test_embedding_scatter_labels_axes_and_uses_palette(coords_and_labels):
         "tsne_2",
         "Tybalt t-SNE",
     )
+    assert ax.get_legend().get_title().get_text() == ""
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "BRCA (n=20)",
         "GBM (n=20)",
@@ -95,5 +96,6 @@ def test_embedding_scatter_with_real_tcga_colour_table(shared_data):
     palette = read_cancer_type_colors(shared_data / "bulk" / "tybalt_tcga_colors.tsv")
     expression, labels = make_tcga_like(n_samples=100, n_genes=50, n_types=5, seed=0)
     fig = embedding_scatter(expression.iloc[:, :2], labels, palette=palette)
+    assert fig.axes[0].get_legend().get_title().get_text() == "cancer_type"
     colours = _legend_colours(fig.axes[0])
     assert colours == {label: palette[label].lower() for label in sorted(labels.unique())}

@@ -27,7 +27,7 @@ def embedding_scatter(
     Axis labels are the column names (e.g. ``tsne_1``, or two latent nodes to compare).
     ``palette`` maps label → colour (e.g. the TCGA table from
     ``genevae.preprocessing.tcga.read_cancer_type_colors``); labels missing from it get
-    colours from matplotlib's tab20 cycle.
+    colours from matplotlib's tab20 cycle. A named label Series titles the legend.
     """
     if not isinstance(coords, pd.DataFrame) or coords.shape[1] < 2 or coords.empty:
         raise GenevaeInputError("coords must be a DataFrame with at least two columns and one row.")
@@ -56,6 +56,7 @@ def embedding_scatter(
         markerscale=2,
         ncols=1 + len(colours) // 18,
         frameon=False,
+        title=getattr(labels, "name", None),
     )
     return fig
 

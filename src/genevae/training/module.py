@@ -15,7 +15,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 class GenerativeTrainingModule(L.LightningModule):
-    """Adam on ``model.loss``, logging each loss term per epoch for train and validation."""
+    """Adam on ``model.loss``, logging each loss term per epoch for train and validation.
+
+    Models return per-cell averages; ``loss_reduction="sum"`` optimises the batch sum instead
+    (what VEGA's original code did). With Adam the two differ only through the relative
+    strength of coupled weight decay, which is then ``batch_size`` times weaker. Logged values
+    are always per-cell averages, so curves compare across settings.
+    """
 
     def __init__(
         self,
@@ -24,9 +30,13 @@ class GenerativeTrainingModule(L.LightningModule):
         learning_rate: float,
         weight_decay: float = 0.0,
         adam_eps: float = 1e-8,
+        loss_reduction: str = "mean",
     ) -> None:
         super().__init__()
+        if loss_reduction not in ("mean", "sum"):
+            raise ValueError(f"loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
         self.model = model
+        self.loss_reduction = loss_reduction
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.adam_eps = adam_eps
@@ -51,6 +61,8 @@ class GenerativeTrainingModule(L.LightningModule):
                 batch_size=n_cells,
                 sync_dist=split == "val",
             )
+        if self.loss_reduction == "sum":
+            return terms["loss"] * n_cells
         return terms["loss"]
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

@@ -35,6 +35,7 @@ class TrainingSettings:
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     adam_eps: float = 1e-8
+    loss_reduction: str = "mean"
     seed: int = 0
     early_stopping_patience: int | None = None
     early_stopping_monitor: str = "val/loss"
@@ -156,6 +157,7 @@ def train_model(
         learning_rate=settings.learning_rate,
         weight_decay=settings.weight_decay,
         adam_eps=settings.adam_eps,
+        loss_reduction=settings.loss_reduction,
     )
     history = EpochHistory(log_to_mlflow=log_to_mlflow)
     has_validation = val_data is not None and len(val_data) > 0

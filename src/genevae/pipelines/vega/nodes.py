@@ -7,16 +7,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from matplotlib.figure import Figure
 
 from genevae.analysis.bayes_factor import differential_activity, latent_sampler, obs_labels
+from genevae.analysis.latent import embed_2d
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
 from genevae.models.vega import VEGA
 from genevae.pipelines.common import expression_data, final_metrics, fit_model
+from genevae.plotting.latent import embedding_scatter
+from genevae.plotting.training import training_curves
 from genevae.training import encode
 
 
-def select_gene_module_mask(masks: dict[str, pd.DataFrame], collection: str) -> pd.DataFrame:
+def select_gene_module_mask(collection: str, **masks: pd.DataFrame) -> pd.DataFrame:
     """Pick the genes × modules mask of the chosen gene-set collection."""
     if collection not in masks:
         raise GenevaeInputError(
@@ -124,3 +128,20 @@ def differential_activity_tables(
 def _comparison_name(comparison: dict[str, Any]) -> str:
     group2 = comparison.get("group2") or "rest"
     return f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
+
+
+def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:
+    """UMAP of the module activities coloured by each configured obs column."""
+    latent = pd.DataFrame(activities.obsm["X_vega"], index=activities.obs_names)
+    coords = embed_2d(latent, method="umap", seed=params["seed"])
+    return {
+        f"umap_by_{key}": embedding_scatter(
+            coords, obs_labels(activities.obs, key), title=f"VEGA module activities by {key}"
+        )
+        for key in params["color_by"]
+    }
+
+
+def training_curve_figure(history: pd.DataFrame) -> Figure:
+    """Per-epoch train/validation curves of every loss term."""
+    return training_curves(history, title="VEGA training")

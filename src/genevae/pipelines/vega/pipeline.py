@@ -1,7 +1,57 @@
-"""Wiring of the `vega` pipeline (placeholder until its nodes land)."""
+"""vega: train VEGA on gene modules, encode module activities, Bayes factors, figures."""
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
+
+from genevae.pipelines.data_processing.pipeline import GENE_SET_COLLECTIONS
+from genevae.pipelines.vega import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([])
+    masks = {c: f"kang_gene_module_mask_{c}" for c in GENE_SET_COLLECTIONS}
+    return Pipeline(
+        [
+            Node(
+                nodes.select_gene_module_mask,
+                inputs={"collection": "params:vega.gene_module_collection", **masks},
+                outputs="vega_gene_module_mask",
+                name="select_gene_module_mask",
+            ),
+            Node(
+                nodes.train_vega,
+                inputs=["kang_processed", "vega_gene_module_mask", "params:vega"],
+                outputs=["vega_model", "vega_training_history", "vega_final_metrics"],
+                name="train_vega",
+            ),
+            Node(
+                nodes.encode_module_activities,
+                inputs=["vega_model", "kang_processed"],
+                outputs="vega_module_activities",
+                name="encode_module_activities",
+            ),
+            Node(
+                nodes.decoder_weight_table,
+                inputs="vega_model",
+                outputs="vega_decoder_weights",
+                name="decoder_weight_table",
+            ),
+            Node(
+                nodes.differential_activity_tables,
+                inputs=["vega_model", "kang_processed", "params:vega.analysis"],
+                outputs="vega_differential_activity",
+                name="differential_activity",
+            ),
+            Node(
+                nodes.latent_maps,
+                inputs=["vega_module_activities", "params:vega.analysis"],
+                outputs="vega_latent_maps",
+                name="latent_maps",
+            ),
+            Node(
+                nodes.training_curve_figure,
+                inputs="vega_training_history",
+                outputs="vega_training_curves",
+                name="training_curves",
+            ),
+        ],
+        tags="vega",
+    )

@@ -170,23 +170,29 @@ def test_causalbench_eval_on_synthetic_screen_finds_true_edges():
 
 
 # ---------------------------------------------------------------- ChIP-Atlas reference
+CHIPATLAS = "grn/chipatlas_K562_ChipSeq_causalbench.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def chipatlas(shared_data) -> pd.DataFrame:
+    return read_reference_edges(shared_data / CHIPATLAS)
+
+
 @pytest.mark.shared_data
-def test_read_chipatlas_reference(shared_data):
-    path = shared_data / "grn" / "chipatlas_K562_ChipSeq_causalbench.csv.gz"
-    edges = read_reference_edges(path)
+def test_read_chipatlas_reference(shared_data, chipatlas):
+    edges = chipatlas
+    assert len(edges) == 892_990
     assert list(edges.columns) == ["regulator", "target"]
     assert edges["regulator"].nunique() == 173
     assert not edges.duplicated().any()
     for regulator in ("SPI1", "EP300"):
         assert (edges["regulator"] == regulator).sum() > 100
     with pytest.raises(GenevaeInputError, match=r"lacks column\(s\) \['tf'\]"):
-        read_reference_edges(path, source_col="tf")
+        read_reference_edges(shared_data / CHIPATLAS, source_col="tf")
 
 
 @pytest.mark.shared_data
-def test_chipatlas_reference_on_adamson_genes(shared_data):
-    edges = read_reference_edges(shared_data / "grn" / "chipatlas_K562_ChipSeq_causalbench.csv.gz")
-    assert len(edges) == 892_990
+def test_chipatlas_reference_on_adamson_genes(shared_data, chipatlas):
     genes = list(
         ad.read_h5ad(shared_data / "perturbseq" / "adamson2016_pilot_upr_360x1000.h5ad").var_names
     )
@@ -195,7 +201,7 @@ def test_chipatlas_reference_on_adamson_genes(shared_data):
     scores = pd.DataFrame(
         [(r, t) for r in regulators for t in genes], columns=["regulator", "target"]
     ).assign(probability=lambda df: rng.random(len(df)))
-    metrics = reference_network_metrics(scores, edges, regulators, genes)
+    metrics = reference_network_metrics(scores, chipatlas, regulators, genes)
     # SOURCES.md counts 1,458 SPI1/EP300 edges into these genes; 2 are self-loops, not scored
     assert metrics["n_positive"] == 1456
     assert metrics["auprc"] == pytest.approx(metrics["random_baseline"], abs=0.05)

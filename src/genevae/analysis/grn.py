@@ -77,7 +77,10 @@ class _Expression:
 
     def __init__(self, expression: pd.DataFrame | ad.AnnData) -> None:
         if isinstance(expression, ad.AnnData):
-            self.matrix, genes = expression.X, expression.var_names
+            matrix = expression.X
+            # column slices of CSR are O(nnz) each; convert once
+            self.matrix = sp.csc_matrix(matrix) if sp.issparse(matrix) else np.asarray(matrix)
+            genes = expression.var_names
         elif isinstance(expression, pd.DataFrame):
             self.matrix, genes = expression.to_numpy(dtype=np.float64), expression.columns
         else:
@@ -217,17 +220,11 @@ def _sample_non_edges(
     return list(zip(regulator_index[rows], target_index[cols], strict=True))
 
 
-def _reference_set(reference_edges: set[tuple[str, str]] | pd.DataFrame) -> set[tuple[str, str]]:
+def _reference_frame(reference_edges: set[tuple[str, str]] | pd.DataFrame) -> pd.DataFrame:
     if isinstance(reference_edges, pd.DataFrame):
         _require_edges(reference_edges, ("regulator", "target"))
-        return set(
-            zip(
-                reference_edges["regulator"].astype(str),
-                reference_edges["target"].astype(str),
-                strict=True,
-            )
-        )
-    return {(str(a), str(b)) for a, b in reference_edges}
+        return reference_edges[["regulator", "target"]].astype(str)
+    return pd.DataFrame(sorted(reference_edges), columns=["regulator", "target"]).astype(str)
 
 
 def reference_network_metrics(
@@ -260,9 +257,7 @@ def reference_network_metrics(
         edges_with_scores["probability"].to_numpy(float)[inside],
     )
     truth = np.zeros_like(scores, dtype=bool)
-    reference = pd.DataFrame(
-        sorted(_reference_set(reference_edges)), columns=["regulator", "target"]
-    )
+    reference = _reference_frame(reference_edges)
     ref_rows = regulators.get_indexer(reference["regulator"])
     ref_cols = targets.get_indexer(reference["target"])
     known = (ref_rows >= 0) & (ref_cols >= 0)

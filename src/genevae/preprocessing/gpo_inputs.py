@@ -14,6 +14,7 @@ Everything here is plain numpy/pandas/scanpy/POT so it can run from a notebook.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -76,18 +77,20 @@ def _require_obs(adata: ad.AnnData, key: str, parameter: str) -> None:
         )
 
 
-def _as_counts(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix:
+def _as_counts(
+    adata: ad.AnnData, layer: str | None, parameter: str = "counts_layer"
+) -> sp.csr_matrix:
     """Raw counts as float32 CSR; negative values mean the matrix is not counts."""
     if layer is not None and layer not in adata.layers:
         raise GenevaeInputError(
-            f"counts_layer={layer!r} is not in adata.layers ({list(adata.layers)})."
+            f"{parameter}={layer!r} is not in adata.layers ({list(adata.layers)})."
         )
     matrix = adata.X if layer is None else adata.layers[layer]
     counts = sp.csr_matrix(matrix, dtype=np.float32)
     if counts.nnz and counts.data.min() < 0:
         where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
         raise GenevaeInputError(
-            f"{where} has negative values; GPO-VAE inputs need raw UMI counts (set counts_layer)."
+            f"{where} has negative values; GPO-VAE inputs need raw UMI counts (set {parameter})."
         )
     return counts
 
@@ -130,7 +133,9 @@ def rank_genes_long(
         obs=pd.DataFrame({groupby: pd.Categorical(labels)}, index=adata.obs_names),
         var=pd.DataFrame(index=adata.var_names),
     )
-    sc.tl.rank_genes_groups(shell, groupby, reference=reference, method=method)
+    with warnings.catch_warnings():  # scanpy fills its result frame column by column
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        sc.tl.rank_genes_groups(shell, groupby, reference=reference, method=method)
     result = shell.uns["rank_genes_groups"]
     groups = list(result["names"].dtype.names)
     columns = ["names", "scores", "logfoldchanges", "pvals", "pvals_adj"]
@@ -345,7 +350,7 @@ def qc_flags(
     same cut-offs. The original also flagged scrublet doublets; doublet calling is left to the
     caller (``sc.pp.scrublet``), whose boolean result can be given as ``predicted_doublet``.
     """
-    metrics = qc_metrics(_as_counts(adata, layer), adata.var_names, hb_pattern)
+    metrics = qc_metrics(_as_counts(adata, layer, "layer"), adata.var_names, hb_pattern)
     cut = mad_thresholds(metrics, n_mads) if thresholds is None else thresholds
     flags = pd.DataFrame(index=adata.obs_names)
     for column in _LOW_OUTLIER:

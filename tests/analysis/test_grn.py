@@ -14,7 +14,7 @@ from genevae.analysis.grn import (
     reference_network_metrics,
 )
 from genevae.errors import GenevaeInputError
-from genevae.preprocessing.gpo_inputs import log_normalise
+from genevae.preprocessing.gpo_inputs import log_normalise_counts
 from genevae.preprocessing.synthetic import make_perturbseq_from_grn
 
 
@@ -158,7 +158,7 @@ def test_causalbench_eval_input_errors():
 def test_causalbench_eval_on_synthetic_screen_finds_true_edges():
     screen = make_perturbseq_from_grn(seed=0)
     adata = screen.adata.copy()
-    adata.X = log_normalise(adata.X)
+    adata.X = log_normalise_counts(adata.X)
     labels = adata.obs["perturbation"].astype(str).to_numpy()
     true_edges = screen.edges.assign(probability=1.0)
     truth = causalbench_statistical_eval(

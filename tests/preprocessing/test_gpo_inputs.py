@@ -15,16 +15,16 @@ from genevae.preprocessing.gpo_inputs import (
     delta_x,
     dosage_matrix,
     extra_node_genes,
-    log_normalise,
+    log_normalise_counts,
     mad_thresholds,
     match_controls_ot,
     match_controls_per_split,
     perturbation_weights,
     qc_flags,
     qc_metrics,
-    random_cell_split,
     rank_genes_long,
 )
+from genevae.preprocessing.perturbseq import split_cells
 from genevae.preprocessing.synthetic import make_perturbseq_from_grn
 
 
@@ -211,20 +211,14 @@ def test_counterfactual_median_modes_and_subsampling():
         assert any(np.array_equal(row, counts[i]) for i in (1, 2))
 
 
-def test_perturbation_weights_and_split():
+def test_perturbation_weights():
     weights = perturbation_weights(["A", "A", "ctrl", "B", "ctrl", "ctrl"])
     assert weights.to_dict() == pytest.approx({"A": 0.5, "B": 1.0, "ctrl": 1 / 3})
-    split = random_cell_split(1000, seed=0)
-    assert {k: (split == k).sum() for k in ("train", "val", "test")} == {
-        "train": 640,
-        "val": 160,
-        "test": 200,
-    }
 
 
-def test_log_normalise_matches_scanpy_convention():
+def test_log_normalise_counts_uses_median_library():
     counts = np.array([[1.0, 3.0], [2.0, 2.0], [0.0, 0.0]])
-    result = log_normalise(counts).toarray()
+    result = log_normalise_counts(counts).toarray()
     np.testing.assert_allclose(result[0], np.log1p([1.0, 3.0]))  # median library is 4
     np.testing.assert_allclose(result[2], [0.0, 0.0])
 
@@ -233,7 +227,7 @@ def test_log_normalise_matches_scanpy_convention():
 @pytest.fixture(scope="module")
 def screen():
     data = make_perturbseq_from_grn(seed=0)
-    data.adata.obs["split"] = random_cell_split(data.adata.n_obs, seed=0)
+    data.adata.obs["split"] = split_cells(data.adata.obs, seed=0)
     return data
 
 
@@ -246,7 +240,7 @@ def gpo(screen):
 
 def test_rank_genes_long_layout(screen):
     adata = screen.adata.copy()
-    adata.X = log_normalise(adata.X)
+    adata.X = log_normalise_counts(adata.X)
     table = rank_genes_long(adata, "perturbation", screen.control_label)
     assert set(table["group"]) == {f"REG{i}" for i in range(8)}
     assert len(table) == 8 * adata.n_vars
@@ -315,7 +309,7 @@ def test_build_gpo_inputs_input_errors(screen):
 @pytest.mark.shared_data
 def test_build_gpo_inputs_on_adamson_subset(shared_data):
     adata = ad.read_h5ad(shared_data / "perturbseq" / "adamson2016_pilot_upr_360x1000.h5ad")
-    adata.obs["split"] = random_cell_split(adata.n_obs, seed=0)
+    adata.obs["split"] = split_cells(adata.obs, seed=0)
     inputs = build_gpo_inputs(
         adata,
         perturbation_key="perturbation",

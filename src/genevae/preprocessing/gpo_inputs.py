@@ -25,7 +25,6 @@ import ot
 import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
-from sklearn.model_selection import train_test_split
 
 from genevae.errors import GenevaeInputError
 
@@ -95,10 +94,11 @@ def _as_counts(
     return counts
 
 
-def log_normalise(
+def log_normalise_counts(
     counts: sp.spmatrix | np.ndarray, target_sum: float | None = None
 ) -> sp.csr_matrix:
-    """log1p of counts scaled to ``target_sum`` per cell (default: median library, as scanpy)."""
+    """log1p of counts scaled to ``target_sum`` per cell; the default, the median library size,
+    is scanpy's ``normalize_total()`` default, which GPO-VAE used for ΔX and OT matching."""
     counts = sp.csr_matrix(counts, dtype=np.float32)
     totals = np.asarray(counts.sum(axis=1)).ravel()
     if target_sum is None:
@@ -450,18 +450,6 @@ def perturbation_weights(labels: Sequence[str]) -> pd.Series:
     return (1.0 / counts).rename("perturbation_weight")
 
 
-def random_cell_split(n_cells: int, seed: int = 0) -> np.ndarray:
-    """The GPO-VAE/SAMS-VAE cell-level split: 80/20, then 80/20 of train (64/16/20 %)."""
-    if n_cells < 5:
-        raise GenevaeInputError(f"n_cells={n_cells} is too small to split into train/val/test.")
-    index = np.arange(n_cells)
-    train, test = train_test_split(index, train_size=0.8, random_state=seed)
-    train, val = train_test_split(train, train_size=0.8, random_state=seed)
-    split = np.empty(n_cells, dtype=object)
-    split[train], split[val], split[test] = "train", "val", "test"
-    return split.astype(str)
-
-
 def _cell_labels(
     adata: ad.AnnData, perturbation_key: str, control_label: str, target_gene_key: str
 ) -> np.ndarray:
@@ -520,7 +508,7 @@ def build_gpo_inputs(
             "(filter_perturbations_by_cell_count(..., require_measured_target=True))."
         )
     counts = _as_counts(adata, counts_layer)
-    log_norm = log_normalise(counts)
+    log_norm = log_normalise_counts(counts)
     if de_table is None:
         shell = ad.AnnData(
             X=log_norm,

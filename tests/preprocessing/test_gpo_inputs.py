@@ -300,6 +300,17 @@ def test_build_gpo_inputs_input_errors(screen):
     renamed.var_names = ["X_" + g if g == "REG3" else g for g in renamed.var_names]
     with pytest.raises(GenevaeInputError, match=r"perturbed genes \['REG3'\] are not in"):
         build_gpo_inputs(renamed, "perturbation", screen.control_label)
+    foreign = pd.DataFrame(
+        {
+            "group": ["REG0"],
+            "names": ["NOPE"],
+            "logfoldchanges": [5.0],
+            "pvals_adj": [0.0],
+            "scores": [9.0],
+        }
+    )
+    with pytest.raises(GenevaeInputError, match=r"de_table names genes \['NOPE'\]"):
+        build_gpo_inputs(adata, "perturbation", screen.control_label, de_table=foreign)
     negative = adata.copy()
     negative.X = negative.X - 1.0
     with pytest.raises(GenevaeInputError, match="negative values"):

@@ -450,6 +450,15 @@ def perturbation_weights(labels: Sequence[str]) -> pd.Series:
     return (1.0 / counts).rename("perturbation_weight")
 
 
+def _weights_within_split(labels: np.ndarray, splits: np.ndarray) -> np.ndarray:
+    """Per cell, 1/count of its perturbation in its own split (SAMS-VAE counts per split)."""
+    weight = np.zeros(labels.size, dtype=np.float32)
+    for split_name in pd.unique(splits):
+        in_split = splits == split_name
+        weight[in_split] = perturbation_weights(labels[in_split]).reindex(labels[in_split])
+    return weight
+
+
 def _cell_labels(
     adata: ad.AnnData, perturbation_key: str, control_label: str, target_gene_key: str
 ) -> np.ndarray:
@@ -519,6 +528,9 @@ def build_gpo_inputs(
     extras = extra_node_genes(de_table, perturbed_genes, lfc_threshold, padj_threshold, filter_mode)
     node_names = perturbed_genes + extras
     node_columns = adata.var_names.get_indexer(node_names)
+    if (node_columns < 0).any():
+        missing = [n for n, c in zip(node_names, node_columns, strict=True) if c < 0]
+        raise GenevaeInputError(f"de_table names genes {missing[:10]} that are not in var_names.")
     match_columns = (
         node_columns[: len(perturbed_genes)] if match_on == "perturbed_genes" else node_columns
     )
@@ -529,12 +541,6 @@ def build_gpo_inputs(
     cf_x, has_cf = counterfactual_targets(
         counts, qc["total_qc"].to_numpy(), labels, splits, cf_max_cells, seed
     )
-    weight = np.zeros(labels.size, dtype=np.float32)
-    for split_name in pd.unique(splits):
-        in_split = splits == split_name
-        weight[in_split] = (
-            perturbation_weights(labels[in_split]).reindex(labels[in_split]).to_numpy()
-        )
     return GPOInputs(
         node_names=node_names,
         n_perturbed=len(perturbed_genes),
@@ -546,6 +552,6 @@ def build_gpo_inputs(
         cf_x=cf_x,
         has_cf=has_cf,
         library=np.asarray(counts.sum(axis=1)).ravel().astype(np.float32),
-        perturbation_weight=weight,
+        perturbation_weight=_weights_within_split(labels, splits),
         split=splits,
     )

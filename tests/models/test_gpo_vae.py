@@ -110,7 +110,7 @@ def test_artifact_ablation_drops_artifact_terms_and_keys():
     terms = model.loss(batch)
     assert terms["counterfactual"].item() == 0.0
     assert torch.isfinite(terms["loss"])
-    decoder_input = model.decoder[0].first[0].in_features
+    decoder_input = model.decoder.first.in_features
     assert decoder_input == N_LATENT + N_NODES  # no artifact offset
     assert model.encode(batch).shape == (N_CELLS, N_LATENT)
 

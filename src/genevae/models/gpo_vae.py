@@ -81,18 +81,32 @@ _UNIFORM_EPS = 1e-6
 
 
 class ResidualMLP(nn.Module):
-    """Linear(n_in→h)+LeakyReLU, then ``n_layers − 1`` residual blocks h + LeakyReLU(Linear(h))."""
+    """Linear(n_in→h)+LeakyReLU, then ``n_layers − 1`` residual blocks h + LeakyReLU(Linear(h)).
+
+    ``forward(*parts)`` takes the input as blocks whose widths add up to ``n_in``; the first
+    layer is applied block by block and summed, which equals the layer on the concatenation
+    but lets a per-cell block (e.g. the expression) broadcast over particles without copies.
+    """
 
     def __init__(self, n_in: int, n_hidden: int, n_layers: int) -> None:
         super().__init__()
-        self.first = nn.Sequential(nn.Linear(n_in, n_hidden), nn.LeakyReLU())
+        self.first = nn.Linear(n_in, n_hidden)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(n_hidden, n_hidden), nn.LeakyReLU())
             for _ in range(n_layers - 1)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.first(x)
+    def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+        widths = [part.shape[-1] for part in parts]
+        if sum(widths) != self.first.in_features:
+            raise GenevaeInputError(
+                f"Input blocks of widths {widths} do not add up to {self.first.in_features}."
+            )
+        weights = torch.split(self.first.weight, widths, dim=1)
+        hidden = self.first.bias
+        for part, weight in zip(parts, weights, strict=True):
+            hidden = hidden + F.linear(part, weight)
+        hidden = F.leaky_relu(hidden)
         for block in self.blocks:
             hidden = hidden + block(hidden)
         return hidden
@@ -107,10 +121,10 @@ class GaussianMLP(nn.Module):
         self.mean = nn.Linear(n_hidden, n_out)
         self.log_var = nn.Linear(n_hidden, n_out)
 
-    def forward(self, x: torch.Tensor) -> Normal:
-        hidden = self.trunk(x)
+    def forward(self, *parts: torch.Tensor) -> Normal:
+        hidden = self.trunk(*parts)
         variance = torch.exp(self.log_var(hidden)) + _VAR_EPS
-        return Normal(self.mean(hidden), variance.sqrt())
+        return Normal(self.mean(hidden), variance.sqrt(), validate_args=False)
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,11 @@ def _noise(
 def _rsample(dist: Normal, generator: torch.Generator | None) -> torch.Tensor:
     """Reparameterised draw loc + scale·ε, reproducible with an optional generator."""
     return dist.loc + dist.scale * _noise(torch.randn, dist.loc.shape, dist.loc, generator)
+
+
+def _standard_normal_log_prob(value: torch.Tensor) -> torch.Tensor:
+    """log N(value | 0, 1), elementwise (the prior of z_basal, E and qc_E)."""
+    return -0.5 * value**2 - 0.5 * math.log(2 * math.pi)
 
 
 def _bernoulli_log_prob(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -300,10 +319,10 @@ class GPOVAE(GenerativeModel):
         self.basal_encoder = GaussianMLP(
             n_genes + n_nodes + artifact_width, n_latent, basal_encoder_hidden, basal_encoder_layers
         )
-        self.decoder = nn.Sequential(
-            ResidualMLP(n_latent + n_nodes + artifact_width, decoder_hidden, decoder_layers + 1),
-            nn.Linear(decoder_hidden, n_genes),
+        self.decoder = ResidualMLP(
+            n_latent + n_nodes + artifact_width, decoder_hidden, decoder_layers + 1
         )
+        self.decoder_output = nn.Linear(decoder_hidden, n_genes)
         self.log_concentration = nn.Parameter(torch.zeros(n_genes))
         self.register_buffer("gene_log_mean", torch.zeros(n_genes))
         self.register_buffer("gene_log_sd", torch.ones(n_genes))
@@ -348,8 +367,7 @@ class GPOVAE(GenerativeModel):
     def _globals_given_mask(
         self, mask: torch.Tensor, generator: torch.Generator | None, use_means: bool
     ) -> GlobalLatents:
-        one_hot = self.node_one_hot.expand(mask.shape[0], -1, -1)
-        q_embedding = self.embedding_encoder(torch.cat([mask, one_hot], dim=-1))
+        q_embedding = self.embedding_encoder(mask, self.node_one_hot)
         embedding = q_embedding.loc if use_means else _rsample(q_embedding, generator)
         artifact, q_artifact = None, None
         if self.artifact_encoder is not None:
@@ -374,10 +392,9 @@ class GPOVAE(GenerativeModel):
     ) -> Normal:
         """q(z_basal | log-standardised x ‖ d(E⊙M) ‖ qc·qc_E), K × cells × L."""
         standardized = (torch.log1p(counts) - self.gene_log_mean) / self.gene_log_sd
-        parts = [standardized.expand(offset.shape[0], -1, -1), offset]
-        if artifact_offset is not None:
-            parts.append(artifact_offset)
-        return self.basal_encoder(torch.cat(parts, dim=-1))
+        if artifact_offset is None:
+            return self.basal_encoder(standardized, offset)
+        return self.basal_encoder(standardized, offset, artifact_offset)
 
     # ------------------------------------------------------------------ the generative model
     def _decode_proportions(
@@ -385,7 +402,7 @@ class GPOVAE(GenerativeModel):
     ) -> torch.Tensor:
         """softmax(f([z ‖ d(E⊙M) ‖ artifact offset])): expected share of each gene."""
         parts = [z, offset] if artifact_offset is None else [z, offset, artifact_offset]
-        return torch.softmax(self.decoder(torch.cat(parts, dim=-1)), dim=-1)
+        return torch.softmax(self.decoder_output(self.decoder(*parts)), dim=-1)
 
     def _count_distribution(self, mean: torch.Tensor) -> NegativeBinomial:
         """NB with the given mean (+1e-4) and per-gene concentration exp(θ)."""
@@ -495,20 +512,20 @@ class GPOVAE(GenerativeModel):
 
     def _plated_log_ratio(self, batch: Batch, latents: GlobalLatents) -> torch.Tensor:
         """Σ plated (log p − log q) of E, M (and qc_E), reweighted per cell: K × cells."""
-        logits = self._logits()
-        embedding_terms = Normal(0.0, 1.0).log_prob(
-            latents.embedding
-        ) - latents.q_embedding.log_prob(latents.embedding)
-        mask_terms = _bernoulli_log_prob(
-            torch.full_like(logits, self.prior_mask_logit), latents.mask
-        ) - _bernoulli_log_prob(logits, latents.mask)
+        logits, embedding, mask = self._logits(), latents.embedding, latents.mask
+        embedding_terms = _standard_normal_log_prob(embedding) - latents.q_embedding.log_prob(
+            embedding
+        )
+        prior_logits = torch.full_like(logits, self.prior_mask_logit)
+        mask_terms = _bernoulli_log_prob(prior_logits, mask) - _bernoulli_log_prob(logits, mask)
         per_row = (embedding_terms + mask_terms).sum(-1)  # K × T
         cell_weights = (batch["dosage"] != 0).to(per_row.dtype) * batch["perturbation_weight"]
         total = per_row @ cell_weights.T
         if latents.artifact is not None:
-            artifact_terms = Normal(0.0, 1.0).log_prob(
-                latents.artifact
-            ) - latents.q_artifact.log_prob(latents.artifact)
+            artifact = latents.artifact
+            artifact_terms = _standard_normal_log_prob(artifact) - latents.q_artifact.log_prob(
+                artifact
+            )
             qc_weights = (batch["qc"] * batch["qc_weight"]).T  # 1 × cells
             total = total + artifact_terms.sum(-1) * qc_weights
         return total
@@ -554,7 +571,7 @@ class GPOVAE(GenerativeModel):
         zero = logits.new_zeros(())
         terms = {
             "reconstruction": -(self._reconstruction_weights(qc) * log_likelihood).mean(),
-            "kl_local": (q_z.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(-1).mean(),
+            "kl_local": (q_z.log_prob(z) - _standard_normal_log_prob(z)).sum(-1).mean(),
             "kl_global": -self._plated_log_ratio(batch, latents).mean(),
             "counterfactual": cfg["beta"] * self._counterfactual_divergence(batch, offset, latents),
             "grn_alignment": cfg["gloss_coeff"]
@@ -607,7 +624,7 @@ class GPOVAE(GenerativeModel):
         mean = batch["library"] * self._decode_proportions(z, offset, artifact_offset)
         log_weights = (
             self._count_distribution(mean).log_prob(batch["counts"]).sum(-1)
-            + Normal(0.0, 1.0).log_prob(z).sum(-1)
+            + _standard_normal_log_prob(z).sum(-1)
             - q_z.log_prob(z).sum(-1)
         )
         return torch.logsumexp(log_weights, dim=0) - math.log(n_draws)

@@ -217,6 +217,8 @@ def test_evaluate_perturbation_prediction_reports_model_and_baselines():
         leaky.loc["training_mean", "ate_pearson_all"]
         > report.loc["training_mean", "ate_pearson_all"]
     )
+    with pytest.raises(GenevaeInputError, match=r"\['B'\] have cells but no row"):
+        evaluate_perturbation_prediction(oracle, counts, labels, "ctrl", split, dosage.loc[["A"]])
 
 
 def test_observed_ate_input_errors():

@@ -385,9 +385,14 @@ def evaluate_perturbation_prediction(
         )
 
     observed = ate_of(reference_rows)
-    dosage = dosage_per_perturbation.set_axis(
-        dosage_per_perturbation.index.astype(str), axis=0
-    ).loc[observed.index]
+    dosage = dosage_per_perturbation.set_axis(dosage_per_perturbation.index.astype(str), axis=0)
+    unknown = sorted(set(observed.index) - set(dosage.index))
+    if unknown:
+        raise GenevaeInputError(
+            f"Perturbations {unknown[:5]} have cells but no row in dosage_per_perturbation; "
+            "add their dosage rows (the node columns the model was trained on)."
+        )
+    dosage = dosage.loc[observed.index]
     predictions = {
         "model": predicted_ate(
             model,

@@ -149,7 +149,8 @@ def predicted_ate(
     zero_rows = dosage_per_perturbation.index[~dosage.any(axis=1)].tolist()
     if zero_rows:
         raise GenevaeInputError(
-            f"dosage_per_perturbation rows {zero_rows[:5]} are all zero; drop the control row, "
+            f"dosage_per_perturbation rows {list(map(str, zero_rows))[:5]} are all zero; drop the "
+            "control row, "
             "the control dosage is added automatically."
         )
     if n_particles < 1 or particles_per_batch < 1:
@@ -220,7 +221,8 @@ def _aligned(observed: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
         if left != right:
             raise GenevaeInputError(
                 f"observed and predicted ATE have different {name}: only observed "
-                f"{sorted(left - right)[:5]}, only predicted {sorted(right - left)[:5]}. "
+                f"{sorted(map(str, left - right))[:5]}, only predicted "
+                f"{sorted(map(str, right - left))[:5]}. "
                 "Compute both on the same perturbations and genes."
             )
     return predicted.loc[observed.index, observed.columns]
@@ -386,7 +388,7 @@ def evaluate_perturbation_prediction(
 
     observed = ate_of(reference_rows)
     dosage = dosage_per_perturbation.set_axis(dosage_per_perturbation.index.astype(str), axis=0)
-    unknown = sorted(set(observed.index) - set(dosage.index))
+    unknown = sorted(map(str, set(observed.index) - set(dosage.index)))
     if unknown:
         raise GenevaeInputError(
             f"Perturbations {unknown[:5]} have cells but no row in dosage_per_perturbation; "
@@ -415,7 +417,8 @@ def evaluate_perturbation_prediction(
     missing = predictions["training_mean"].index[predictions["training_mean"].isna().any(axis=1)]
     if len(missing):
         raise GenevaeInputError(
-            f"Perturbations {list(missing)[:5]} have no training cells; baselines need them."
+            f"Perturbations {list(map(str, missing))[:5]} have no training cells; baselines "
+            "need them."
         )
     rows = {name: ate_metrics(observed, frame, top_k) for name, frame in predictions.items()}
     rows["split_half_ceiling"] = split_half_noise_ceiling(

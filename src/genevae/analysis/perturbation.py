@@ -150,8 +150,7 @@ def predicted_ate(
     if zero_rows:
         raise GenevaeInputError(
             f"dosage_per_perturbation rows {list(map(str, zero_rows))[:5]} are all zero; drop the "
-            "control row, "
-            "the control dosage is added automatically."
+            "control row, the control dosage is added automatically."
         )
     if n_particles < 1 or particles_per_batch < 1:
         raise GenevaeInputError("n_particles and particles_per_batch must be at least 1.")

@@ -72,7 +72,7 @@ class DataLineageHook:
 def _saved_path(dataset: Any) -> Path | None:
     try:
         if isinstance(dataset, AbstractVersionedDataset):
-            return Path(str(dataset._get_save_path()))
+            return Path(str(dataset._get_versioned_path(dataset.resolve_save_version())))
         filepath = getattr(dataset, "_filepath", None)
         return Path(str(filepath)) if filepath is not None else None
     except Exception:  # a dataset without a local path (memory, remote) has nothing to log

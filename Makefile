@@ -25,6 +25,7 @@ data: setup
 
 run: setup data
 	$(BIN)/kedro run --pipeline data_processing
+	$(BIN)/kedro run --pipeline vega --env demo
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -95,7 +95,7 @@ def fdr_controlled_calls(p_da: np.ndarray, fdr_target: float = 0.05) -> np.ndarr
 def _group_masks(
     labels: np.ndarray, group1: str, group2: str | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    available = sorted(pd.unique(labels).astype(str))
+    available = sorted(str(label) for label in pd.unique(labels))
     for name, group in (("group1", group1), ("group2", group2)):
         if group is not None and group not in available:
             raise GenevaeInputError(
@@ -105,7 +105,10 @@ def _group_masks(
     in_second = labels == group2 if group2 is not None else ~in_first
     if group2 == group1:
         raise GenevaeInputError(f"group1 and group2 are both {group1!r}; compare different groups.")
-    for name, mask in (("group1", in_first), ("group2 (rest)" if group2 is None else "group2", in_second)):
+    for name, mask in (
+        ("group1", in_first),
+        ("group2 (rest)" if group2 is None else "group2", in_second),
+    ):
         if not mask.any():
             raise GenevaeInputError(f"{name} has no cells; choose labels with at least one cell.")
     return in_first, in_second
@@ -174,7 +177,9 @@ def _result_table(
     fdr_target: float,
 ) -> pd.DataFrame:
     n_modules = len(stats["ln_bf"])
-    names = [f"module_{k}" for k in range(n_modules)] if module_names is None else list(module_names)
+    names = (
+        [f"module_{k}" for k in range(n_modules)] if module_names is None else list(module_names)
+    )
     for what, values in (("module_names", names), ("n_genes_per_module", n_genes_per_module)):
         if values is not None and len(values) != n_modules:
             raise GenevaeInputError(
@@ -188,7 +193,9 @@ def _result_table(
             "ln_bf": stats["ln_bf"],
             "mean_diff": stats["mean_diff"],
             "n_genes": (
-                np.full(n_modules, -1) if n_genes_per_module is None else np.asarray(n_genes_per_module).astype(int)
+                np.full(n_modules, -1)
+                if n_genes_per_module is None
+                else np.asarray(n_genes_per_module).astype(int)
             ),
         }
     )

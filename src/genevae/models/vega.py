@@ -170,14 +170,10 @@ class VEGA(GenerativeModel):
         """Posterior means μ; call in eval mode (dropout on the μ head is active in training)."""
         return self.inference(batch)[0]
 
-    def sample_latent(
-        self, batch: Batch, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def sample_latent(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
         """One posterior draw z = μ + σ·ε per cell (used for Bayes factors, in eval mode)."""
         mean, logvar = self.inference(batch)
-        noise = torch.randn(
-            mean.shape, generator=generator, dtype=mean.dtype, device=mean.device
-        )
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return mean + torch.exp(0.5 * logvar) * noise
 
     def _decoder_output(self, z: torch.Tensor, covariates: torch.Tensor | None) -> torch.Tensor:

@@ -21,3 +21,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_torch_thread() -> None:
+    """Tests use tiny models, where extra threads only add contention (and CI has 2 cores)."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -108,6 +108,69 @@ def fit_model(
     return bundle, result.history
 
 
+def obs_split_indices(
+    obs: pd.DataFrame,
+    column: str,
+    *,
+    train_label: str = "train",
+    validation_label: str = "validation",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation row indices from a split column (e.g. data_processing's ``split``).
+
+    Reusing the split written upstream keeps validation samples out of the scaler fit and
+    makes runs comparable; every row must carry one of the two labels.
+    """
+    if column not in obs.columns:
+        raise GenevaeInputError(
+            f"obs has no split column {column!r} (columns: {list(obs.columns)}); run "
+            "data_processing to write it, or set the split column parameter to null for a "
+            "random split."
+        )
+    labels = obs[column].astype(str).to_numpy()
+    unknown = sorted(set(labels) - {train_label, validation_label})
+    if unknown:
+        raise GenevaeInputError(
+            f"obs column {column!r} has label(s) {unknown}; expected only {train_label!r} and "
+            f"{validation_label!r}."
+        )
+    return np.flatnonzero(labels == train_label), np.flatnonzero(labels == validation_label)
+
+
+def fit_model_on_split(
+    model: GenerativeModel,
+    data: TensorData,
+    training_params: dict[str, Any],
+    *,
+    train_index: np.ndarray,
+    validation_index: np.ndarray,
+    gene_names: Sequence[str],
+    metadata: dict[str, Any] | None = None,
+) -> tuple[ModelBundle, pd.DataFrame]:
+    """Like :func:`fit_model`, but on explicit train/validation row indices."""
+    if len(train_index) == 0:
+        raise GenevaeInputError("The training split is empty; assign some rows to training.")
+    settings = TrainingSettings.from_params(training_params)
+    val_data = data.subset(validation_index) if len(validation_index) else None
+    result = train_model(model, data.subset(train_index), val_data, settings)
+    run_info = {
+        "device": result.device,
+        "device_name": result.device_name,
+        "epochs_run": result.epochs_run,
+        "n_train": len(train_index),
+        "n_validation": len(validation_index),
+    }
+    _tag_mlflow_run(run_info)
+    logger.info(
+        "Trained %s for %d epochs on %s", model.model_type, result.epochs_run, result.device_name
+    )
+    bundle = ModelBundle(
+        model=result.model,
+        gene_names=list(gene_names),
+        metadata={**(metadata or {}), **run_info, "training": training_params},
+    )
+    return bundle, result.history
+
+
 def _tag_mlflow_run(tags: dict[str, Any]) -> None:
     import mlflow
 

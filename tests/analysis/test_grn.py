@@ -9,9 +9,11 @@ import pytest
 
 from genevae.analysis.grn import (
     causalbench_statistical_eval,
+    effect_size_grn,
     grn_edge_table,
     read_reference_edges,
     reference_network_metrics,
+    top_edges_per_regulator,
 )
 from genevae.errors import GenevaeInputError
 from genevae.preprocessing.gpo_inputs import log_normalise_counts
@@ -205,3 +207,32 @@ def test_chipatlas_reference_on_adamson_genes(shared_data, chipatlas):
     # SOURCES.md counts 1,458 SPI1/EP300 edges into these genes; 2 are self-loops, not scored
     assert metrics["n_positive"] == 1456
     assert metrics["auprc"] == pytest.approx(metrics["random_baseline"], abs=0.05)
+
+
+def test_top_edges_per_regulator_ranks_within_regulator():
+    probabilities = np.array([[0.0, 0.9, 0.2], [0.4, 0.0, 0.8], [0.1, 0.3, 0.0]])
+    edges = grn_edge_table(probabilities, ["A", "B", "C"], n_perturbed=3)
+    top = top_edges_per_regulator(edges, n_top=1)
+    assert list(zip(top["regulator"], top["target"], top["rank"], strict=True)) == [
+        ("A", "B", 1),
+        ("B", "C", 1),
+        ("C", "B", 1),
+    ]
+    assert len(top_edges_per_regulator(edges, n_top=5)) == 6
+    with pytest.raises(GenevaeInputError, match="n_top=0"):
+        top_edges_per_regulator(edges, n_top=0)
+
+
+def test_effect_size_grn_ranks_by_absolute_effect():
+    ate = pd.DataFrame(
+        [[-2.0, -4.0, 1.0, 0.0], [0.5, 0.0, 0.0, 2.0]],
+        index=["A", "B"],
+        columns=["A", "B", "X", "other"],
+    )
+    edges = effect_size_grn(ate, ["A", "B", "X"], n_perturbed=2)
+    lookup = edges.set_index(["regulator", "target"])["probability"]
+    assert lookup[("A", "B")] == 1.0 and lookup[("A", "X")] == 0.25
+    assert lookup[("B", "A")] == 0.125 and lookup[("X", "A")] == 0.0
+    assert edges["in_perturbed_block"].sum() == 2
+    with pytest.raises(GenevaeInputError, match=r"lacks node gene\(s\) \['Y'\]"):
+        effect_size_grn(ate, ["A", "B", "Y"], n_perturbed=2)

@@ -18,6 +18,7 @@ from genevae.analysis.perturbation import (
     evaluate_perturbation_prediction,
     observed_ate,
     predicted_ate,
+    score_ate_predictions,
     split_half_noise_ceiling,
     training_mean_baseline,
 )
@@ -244,3 +245,30 @@ def test_adamson_knockdowns_lower_their_own_gene(shared_data):
     ceiling = split_half_noise_ceiling(adata.X, labels, "non-targeting", seed=0)
     # the reproducible signal sits in each perturbation's top genes, not in all 1,000
     assert ceiling["ate_pearson_top20"] > ceiling["ate_pearson_all"] + 0.2
+
+
+def test_score_ate_predictions_fills_unseen_perturbations_with_the_pooled_mean():
+    rng = np.random.default_rng(2)
+    profiles = rng.poisson(20, size=(3, 30)).astype(float)
+    labels = np.repeat(["ctrl", "A", "B"], 40)
+    counts = rng.poisson(np.repeat(profiles, 40, axis=0))
+    split = np.where(np.arange(len(labels)) % 4 == 0, "test", "train")
+    split[labels == "B"] = "test"  # B is held out: no training cells
+    observed = observed_ate(counts[split == "test"], labels[split == "test"], "ctrl")
+    extra = observed.iloc[:1].rename(index={"A": "C"})  # rows outside the reference are dropped
+    predictions = {"oracle": pd.concat([observed, extra])}
+    with pytest.raises(GenevaeInputError, match=r"\['B'\] have no training cells"):
+        score_ate_predictions(predictions, counts, labels, "ctrl", split, top_k=(5,))
+    table = score_ate_predictions(
+        predictions, counts, labels, "ctrl", split, top_k=(5,), unseen="pooled"
+    )
+    assert table.loc["oracle", "ate_pearson_all"] == pytest.approx(1.0)
+    # with one seen perturbation the pooled mean is A's training mean, used for B too
+    pooled = table.loc["pooled_training_mean"].drop("jaccard_top5")
+    per_perturbation = table.loc["training_mean"].drop("jaccard_top5")
+    pd.testing.assert_series_equal(pooled, per_perturbation, check_names=False)
+    assert "split_half_ceiling" in table.index
+    bare = score_ate_predictions(
+        predictions, counts, labels, "ctrl", split, top_k=(5,), baselines=False
+    )
+    assert list(bare.index) == ["oracle"]

@@ -298,3 +298,45 @@ def read_reference_edges(
     edges = table.rename(columns={source_col: "regulator", target_col: "target"})
     edges = edges.dropna()[["regulator", "target"]].drop_duplicates()
     return edges.reset_index(drop=True)
+
+
+def top_edges_per_regulator(edges: pd.DataFrame, n_top: int = 10) -> pd.DataFrame:
+    """The ``n_top`` most probable targets of each regulator, with their rank (1 = best).
+
+    Regulators keep their order of first appearance in ``edges``; ties keep table order.
+    """
+    _require_edges(edges)
+    if n_top < 1:
+        raise GenevaeInputError(f"n_top={n_top} must be >= 1.")
+    ranked = edges.sort_values("probability", ascending=False, kind="stable")
+    top = ranked.groupby("regulator", sort=False).head(n_top).copy()
+    top["rank"] = top.groupby("regulator", sort=False).cumcount() + 1
+    order = {regulator: i for i, regulator in enumerate(pd.unique(edges["regulator"]))}
+    top["_order"] = top["regulator"].map(order)
+    top = top.sort_values(["_order", "rank"], kind="stable").drop(columns="_order")
+    return top.reset_index(drop=True)
+
+
+def effect_size_grn(ate: pd.DataFrame, node_names: Sequence[str], n_perturbed: int) -> pd.DataFrame:
+    """Model-free GRN baseline: edge A → B scored by |ATE of B when A is perturbed|.
+
+    ``ate`` is perturbation × gene (e.g. the observed ATE of training cells). Scores are
+    divided by the largest one, so they lie in [0, 1] and rank like the effect sizes; rows of
+    perturbed nodes without an ATE row (and of extra nodes) score 0. Returns
+    :func:`grn_edge_table` of these scores. It is what reading the data directly ranks, the
+    bar a learned GRN should clear on statistical (CausalBench-style) evaluation.
+    """
+    nodes = pd.Index([str(n) for n in node_names])
+    missing = nodes.difference(ate.columns.astype(str))
+    if len(missing):
+        raise GenevaeInputError(
+            f"ate lacks node gene(s) {list(missing[:5])}; compute it on all measured genes."
+        )
+    effects = ate.set_axis(ate.index.astype(str), axis=0).set_axis(ate.columns.astype(str), axis=1)
+    scores = np.zeros((len(nodes), len(nodes)))
+    regulators = nodes[:n_perturbed].intersection(effects.index, sort=False)
+    rows = nodes.get_indexer(regulators)
+    scores[rows] = effects.loc[regulators, nodes].abs().to_numpy()
+    np.fill_diagonal(scores, 0.0)
+    largest = scores.max(initial=0.0)
+    return grn_edge_table(scores / largest if largest > 0 else scores, nodes, n_perturbed)

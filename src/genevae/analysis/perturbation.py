@@ -14,8 +14,8 @@ the model, so a number can be read against what a non-parametric estimate alread
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -339,6 +339,102 @@ def split_half_noise_ceiling(
 
 
 # ---------------------------------------------------------------------- one-call report
+UnseenBaseline = Literal["raise", "pooled"]
+
+
+def _reference_and_train_rows(
+    splits: np.ndarray, reference: str, train_split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    reference_rows = (
+        np.arange(len(splits)) if reference == "all" else np.flatnonzero(splits == reference)
+    )
+    train_rows = np.flatnonzero(splits == train_split)
+    if len(reference_rows) == 0 or len(train_rows) == 0:
+        raise GenevaeInputError(
+            f"No cells in reference split {reference!r} or training split {train_split!r}; "
+            f"the split labels present are {sorted(set(splits))}."
+        )
+    return reference_rows, train_rows
+
+
+def score_ate_predictions(
+    predictions: Mapping[str, pd.DataFrame],
+    counts: Counts,
+    perturbation_labels: Iterable,
+    control_label: str,
+    split: Iterable,
+    *,
+    gene_names: Sequence[str] | None = None,
+    reference: str = "test",
+    train_split: str = "train",
+    top_k: Sequence[int] = (20, 50),
+    seed: int = 0,
+    baselines: bool = True,
+    unseen: UnseenBaseline = "raise",
+) -> pd.DataFrame:
+    """Metrics (rows: predictor, columns: metric) of given ATE predictions and the baselines.
+
+    ``predictions`` maps a predictor name to its perturbation × gene ATE table (e.g. from
+    :func:`predicted_ate`); each must cover the perturbations observed in the ``reference``
+    split (default the held-out "test" cells; "all" is the original, leaky all-cells
+    reference). With ``baselines`` the rows ``training_mean``, ``pooled_training_mean``,
+    ``control_mean`` (from ``train_split`` cells) and ``split_half_ceiling`` (two halves of
+    the training cells) are added. A perturbation without training cells (held out as unseen)
+    has no training mean: ``unseen="raise"`` refuses, ``"pooled"`` predicts it by the pooled
+    training mean.
+    """
+    splits = np.asarray(pd.Series(list(split)).astype(str))
+    labels = _labels(perturbation_labels, counts.shape[0])
+    if len(splits) != counts.shape[0]:
+        raise GenevaeInputError(
+            f"split has {len(splits)} entries but counts has {counts.shape[0]} rows."
+        )
+    if unseen not in ("raise", "pooled"):
+        raise GenevaeInputError(f"unseen={unseen!r} must be 'raise' or 'pooled'.")
+    genes = _gene_names(counts, gene_names)
+    reference_rows, train_rows = _reference_and_train_rows(splits, reference, train_split)
+
+    def ate_of(rows: np.ndarray) -> pd.DataFrame:
+        return observed_ate(_take_rows(counts, rows), labels[rows], control_label, gene_names=genes)
+
+    observed = ate_of(reference_rows)
+    frames = {
+        name: frame[frame.index.astype(str).isin(observed.index)]
+        for name, frame in predictions.items()
+    }
+    if baselines:
+        frames |= _baseline_predictions(ate_of(train_rows), observed, unseen)
+    rows = {name: ate_metrics(observed, frame, top_k) for name, frame in frames.items()}
+    if baselines:
+        rows["split_half_ceiling"] = split_half_noise_ceiling(
+            _take_rows(counts, train_rows), labels[train_rows], control_label, seed, top_k=top_k
+        )
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("predictor")
+
+
+def _baseline_predictions(
+    training: pd.DataFrame, observed: pd.DataFrame, unseen: UnseenBaseline
+) -> dict[str, pd.DataFrame]:
+    """Training-mean, pooled training-mean and control-mean ATEs on ``observed``'s layout."""
+    pooled_row = training.mean(axis=0).to_numpy()
+    pooled = pd.DataFrame(
+        np.broadcast_to(pooled_row, observed.shape), index=observed.index, columns=training.columns
+    )
+    per_perturbation = training.reindex(observed.index)
+    missing = per_perturbation.index[per_perturbation.isna().any(axis=1)]
+    if len(missing) and unseen == "raise":
+        raise GenevaeInputError(
+            f"Perturbations {list(map(str, missing))[:5]} have no training cells; baselines "
+            "need them (pass unseen='pooled' to predict them by the pooled training mean)."
+        )
+    per_perturbation.loc[missing] = pooled.loc[missing].to_numpy()
+    return {
+        "training_mean": per_perturbation,
+        "pooled_training_mean": pooled,
+        "control_mean": control_mean_baseline(observed),
+    }
+
+
 def evaluate_perturbation_prediction(
     model: CountSampler,
     counts: Counts,
@@ -361,70 +457,41 @@ def evaluate_perturbation_prediction(
     "test" cells; "all" reproduces the original, leaky all-cells reference). Baselines use the
     ``train_split`` cells: per-perturbation training mean, pooled training mean and control
     mean; the noise ceiling compares two halves of the training cells, as the independent
-    reproduction did (its reliability check).
+    reproduction did (its reliability check). See :func:`score_ate_predictions`.
     """
     splits = np.asarray(pd.Series(list(split)).astype(str))
     labels = _labels(perturbation_labels, counts.shape[0])
+    genes = _gene_names(counts, gene_names)
     if len(splits) != counts.shape[0]:
         raise GenevaeInputError(
             f"split has {len(splits)} entries but counts has {counts.shape[0]} rows."
         )
-    genes = _gene_names(counts, gene_names)
-    reference_rows = (
-        np.arange(len(splits)) if reference == "all" else np.flatnonzero(splits == reference)
-    )
-    train_rows = np.flatnonzero(splits == train_split)
-    if len(reference_rows) == 0 or len(train_rows) == 0:
-        raise GenevaeInputError(
-            f"No cells in reference split {reference!r} or training split {train_split!r}; "
-            f"the split labels present are {sorted(set(splits))}."
-        )
-
-    def ate_of(rows: np.ndarray, **options) -> pd.DataFrame:
-        return observed_ate(
-            _take_rows(counts, rows), labels[rows], control_label, gene_names=genes, **options
-        )
-
-    observed = ate_of(reference_rows)
+    reference_rows, _ = _reference_and_train_rows(splits, reference, train_split)
+    observed_labels = sorted(map(str, set(labels[reference_rows]) - {str(control_label)}))
     dosage = dosage_per_perturbation.set_axis(dosage_per_perturbation.index.astype(str), axis=0)
-    unknown = sorted(map(str, set(observed.index) - set(dosage.index)))
+    unknown = sorted(set(observed_labels) - set(dosage.index))
     if unknown:
         raise GenevaeInputError(
             f"Perturbations {unknown[:5]} have cells but no row in dosage_per_perturbation; "
             "add their dosage rows (the node columns the model was trained on)."
         )
-    dosage = dosage.loc[observed.index]
-    predictions = {
-        "model": predicted_ate(
-            model,
-            dosage,
-            list(genes),
-            n_particles=n_particles,
-            particles_per_batch=particles_per_batch,
-            seed=seed,
-        ),
-        "training_mean": ate_of(train_rows).reindex(observed.index),
-        "pooled_training_mean": training_mean_baseline(
-            _take_rows(counts, train_rows),
-            labels[train_rows],
-            control_label,
-            pooled=True,
-            gene_names=genes,
-        ).reindex(observed.index),
-        "control_mean": control_mean_baseline(observed),
-    }
-    missing = predictions["training_mean"].index[predictions["training_mean"].isna().any(axis=1)]
-    if len(missing):
-        raise GenevaeInputError(
-            f"Perturbations {list(map(str, missing))[:5]} have no training cells; baselines "
-            "need them."
-        )
-    rows = {name: ate_metrics(observed, frame, top_k) for name, frame in predictions.items()}
-    rows["split_half_ceiling"] = split_half_noise_ceiling(
-        _take_rows(counts, train_rows),
-        labels[train_rows],
-        control_label,
-        seed,
-        top_k=top_k,
+    model_ate = predicted_ate(
+        model,
+        dosage.loc[observed_labels],
+        list(genes),
+        n_particles=n_particles,
+        particles_per_batch=particles_per_batch,
+        seed=seed,
     )
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("predictor")
+    return score_ate_predictions(
+        {"model": model_ate},
+        counts,
+        labels,
+        control_label,
+        splits,
+        gene_names=genes,
+        reference=reference,
+        train_split=train_split,
+        top_k=top_k,
+        seed=seed,
+    )

@@ -1,0 +1,66 @@
+"""gpo_vae end to end on the Adamson subset (tiny settings) after data_processing."""
+
+from __future__ import annotations
+
+import anndata as ad
+import mlflow
+import numpy as np
+import pandas as pd
+
+from genevae.pipelines.gpo_vae.pipeline import VARIANTS
+from tests.pipelines.conftest import latest_version as _latest
+from tests.pipelines.conftest import mlflow_run
+
+
+def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipeline):
+    run_pipeline("gpo_vae")
+    data = processed_project / "data"
+
+    model_input = ad.read_h5ad(_latest(data / "05_model_input" / "gpo_vae_model_input.h5ad"))
+    nodes = list(model_input.uns["gpo_vae"]["node_names"])
+    n_perturbed = int(model_input.uns["gpo_vae"]["n_perturbed"])
+    perturbed = sorted(set(model_input.obs["perturbation"]) - {"non-targeting"})
+    assert nodes[:n_perturbed] == perturbed
+    assert model_input.obsm["dosage"].shape == (model_input.n_obs, len(nodes))
+    assert (model_input.obsm["dosage"].sum(axis=1) <= 1).all()
+    assert model_input.layers["counterfactual"].shape == model_input.shape
+    assert set(model_input.obs["split"]) == {"train", "validation", "test"}
+
+    for namespace in VARIANTS:
+        ate = pd.read_parquet(
+            _latest(data / "07_model_output" / f"gpo_vae_{namespace}_predicted_ate.parquet")
+        )
+        assert list(ate.index) == perturbed and ate.shape[1] == model_input.n_vars
+        assert np.isfinite(ate.to_numpy()).all()
+        edges = pd.read_parquet(
+            _latest(data / "07_model_output" / f"gpo_vae_{namespace}_grn_edges.parquet")
+        )
+        assert list(edges.columns[:3]) == ["regulator", "target", "probability"]
+        assert len(edges) == len(nodes) * (len(nodes) - 1)
+        assert edges["probability"].between(0, 1).all()
+        for figure in ("grn_heatmap", "training_curves", "top_edges"):
+            assert any((data / "08_reporting" / f"gpo_vae_{namespace}_{figure}.png").iterdir())
+
+    comparison = pd.read_parquet(_latest(data / "08_reporting" / "gpo_vae_comparison.parquet"))
+    assert list(comparison.index[:3]) == list(VARIANTS.values())
+    assert {"training_mean", "control_mean", "split_half_ceiling"} <= set(comparison.index)
+    for column in (
+        "ate_pearson_top20_test",
+        "ate_r2_all_all",
+        "jaccard_top50_test",
+        "test_iwelbo",
+        "grn_true_positives_top10",
+        "reference_auprc",
+    ):
+        assert column in comparison.columns
+    assert np.isfinite(comparison.loc[list(VARIANTS.values()), "test_iwelbo"]).all()
+
+    run_id = mlflow_run(processed_project, "gpo_vae")
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(run_id, "gpo_vae.full.train_loss")
+    assert [m.step for m in history] == [0, 1]
+    assert client.get_metric_history(run_id, "gpo_vae.no_grn.val_loss")
+    metrics = client.get_run(run_id).data.metrics
+    assert "gpo_vae.comparison.gpo_vae.ate_pearson_top20_test" in metrics
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"gpo_vae.full.model", "gpo_vae_comparison"} <= artifacts

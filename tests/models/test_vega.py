@@ -22,6 +22,15 @@ N_GENES, N_MODULES = 40, 6
 KANG_EPOCHS, KANG_LR = 15, 1e-3  # measured on 2 CPU cores, see the report
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small models run faster on one thread, and a busy 2-core machine oversubscribes two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _mask(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     mask = (rng.random((N_GENES, N_MODULES)) < 0.25).astype(np.float32)

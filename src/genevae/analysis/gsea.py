@@ -159,7 +159,8 @@ def compare_gsea_with_bayes_factors(
         {
             "module": merged["module"].to_numpy(),
             "fdr": fdr,
-            "neg_log10_fdr": np.where(np.isinf(neg_log10), NEG_LOG10_FDR_CAP, neg_log10),
+            # + 0.0 turns −0.0 (FDR 1) into 0.0
+            "neg_log10_fdr": np.where(np.isinf(neg_log10), NEG_LOG10_FDR_CAP, neg_log10) + 0.0,
             "ln_bf": merged["ln_bf"].to_numpy(dtype=float),
             "abs_ln_bf": merged["ln_bf"].abs().to_numpy(dtype=float),
             "set_size": merged["n_genes"].to_numpy(),

@@ -37,16 +37,35 @@ def _panel_grid(n_panels: int, width: float, height: float) -> tuple[Figure, np.
     return figure, axes[:n_panels]
 
 
+def _short(name: str, limit: int = 36) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def _label_points(ax, table: pd.DataFrame, x: str, y: str, n_labels: int, by: str) -> None:
+    """Name the ``n_labels`` points with the largest |by|, text pointing inwards.
+
+    Labels of points that (nearly) coincide are stacked downwards so they stay readable;
+    labels are kept out of the layout so long names never squeeze the axes.
+    """
     top = table.reindex(table[by].abs().sort_values(ascending=False).index).head(n_labels)
+    x_span = float(np.ptp(table[x])) or 1.0
+    y_span = float(np.ptp(table[y])) or 1.0
+    x_mid = float(table[x].min()) + x_span / 2
+    placed: list[tuple[float, float]] = []
     for _, row in top.iterrows():
-        ax.annotate(
-            str(row["module"]),
+        point = (float(row[x]) / x_span, float(row[y]) / y_span)
+        crowd = sum(abs(point[0] - px) < 0.4 and abs(point[1] - py) < 0.04 for px, py in placed)
+        placed.append(point)
+        inward = row[x] > x_mid
+        label = ax.annotate(
+            _short(str(row["module"])),
             (row[x], row[y]),
             fontsize=7,
-            xytext=(3, 3),
+            xytext=(-4 if inward else 4, 3 - 9 * crowd),
             textcoords="offset points",
+            ha="right" if inward else "left",
         )
+        label.set_in_layout(False)
 
 
 def volcano(

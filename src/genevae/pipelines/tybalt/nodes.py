@@ -148,7 +148,11 @@ def tsne_perplexity(requested: float, n_samples: int) -> float:
 def latent_maps(
     encoded: AnnData, colors: pd.DataFrame, params: dict[str, Any]
 ) -> dict[str, Figure]:
-    """t-SNE (Tybalt's settings) and UMAP of the latent means, coloured by each obs key."""
+    """t-SNE (Tybalt's settings) and UMAP of the latent means, coloured by each obs key.
+
+    Keys are file names: MatplotlibDataset saves a dict under its keys as they are, and the
+    ``.png`` suffix lets the MLflow UI preview them (the catalog entry saves PNG).
+    """
     latent = _latent_frame(encoded)
     perplexity = tsne_perplexity(params["tsne_perplexity"], len(latent))
     maps = {
@@ -157,7 +161,7 @@ def latent_maps(
     }
     palette = cancer_type_palette(colors)
     return {
-        f"{method}_by_{key}": embedding_scatter(
+        f"{method}_by_{key}.png": embedding_scatter(
             coords,
             _group_labels(encoded.obs, key),
             palette=palette,

@@ -53,10 +53,15 @@ class WorkerFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class SweepTarget:
-    """What a model's sweep trains on and how: the catalog dataset and a training callable."""
+    """What a model's sweep trains on and how.
+
+    ``dataset`` is the catalog entry to train on, ``train`` maps (data, model parameters) to
+    the training history, and ``sections`` are the parameter sections logged with each trial.
+    """
 
     dataset: str
     train: Callable[[Any, dict[str, Any]], pd.DataFrame]
+    sections: tuple[str, ...] = ("model", "training", "validation")
 
 
 def _train_tybalt(adata: Any, params: dict[str, Any]) -> pd.DataFrame:
@@ -277,7 +282,7 @@ def objective_function(
             tags=run_tags,
         ) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
-            mlflow.log_params(_flat({k: params[k] for k in ("model", "training", "validation")}))
+            mlflow.log_params(_flat({key: params[key] for key in target.sections}))
             history = target.train(data, params)
             value = final_validation_objective(history, settings.objective)
             mlflow.log_metric(f"objective_val_{settings.objective}", value)

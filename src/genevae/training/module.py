@@ -79,9 +79,16 @@ class GenerativeTrainingModule(L.LightningModule):
         self.model.after_optimizer_step()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam with the fused kernel: one pass over the parameters instead of about ten.
+
+        On CPU the default per-tensor Adam allocates several parameter-sized temporaries per
+        step and was slower than VEGA's forward and backward pass together; the fused update
+        is the same algorithm (results differ only by floating-point rounding).
+        """
         return torch.optim.Adam(
             self.model.parameters(),
             lr=self.learning_rate,
             weight_decay=self.weight_decay,
             eps=self.adam_eps,
+            fused=True,
         )

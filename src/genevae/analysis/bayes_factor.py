@@ -16,6 +16,7 @@ one array operation over pairs × modules.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -114,6 +115,15 @@ def _group_masks(
     return in_first, in_second
 
 
+def _check_sampling(mode: str, n_samples: int, n_pairs: int) -> None:
+    """Refuse bad sampling settings before any cell is encoded (encoding is the slow part)."""
+    if mode not in ("vanilla", "change"):
+        raise GenevaeInputError(f"mode={mode!r} is not supported; use 'vanilla' or 'change'.")
+    for name, value in (("n_samples", n_samples), ("n_pairs", n_pairs)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise GenevaeInputError(f"{name}={value!r} must be a whole number >= 1.")
+
+
 def differential_activity(
     encode_sample: EncodeSample,
     labels: Sequence[str] | np.ndarray | pd.Series,
@@ -150,6 +160,7 @@ def differential_activity(
         One row per module: module, p_h1, p_h2, ln_bf, mean_diff, n_genes, is_significant
         (plus p_da and is_da_fdr in ``"change"`` mode), sorted by |ln BF| descending.
     """
+    _check_sampling(mode, n_samples, n_pairs)
     label_array = np.asarray(labels).astype(str)
     in_first, in_second = _group_masks(label_array, group1, group2)
     rng = np.random.default_rng(seed)

@@ -8,6 +8,7 @@ changing anything already on disk (the whole case folder is hashed before and af
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import pickle
 import urllib.request
@@ -273,6 +274,11 @@ FILES = [
         r"d\.gmt, line 2: gene set 'A' was already defined on line 1",
     ),
     Case(
+        "gmt-gzipped-binary",
+        lambda t, m: partial(read_gmt, _write(t / "h.gmt", gzip.compress(b"A\td\tG1\n"))),
+        r"h\.gmt is not UTF-8 text .* binary or compressed",
+    ),
+    Case(
         "gmts-same-name-in-two-files",
         _gmts_sharing_a_name,
         r"'IFN' is defined in both .*reactome\.gmt",
@@ -286,6 +292,33 @@ FILES = [
         "grn-wrong-columns",
         lambda t, m: partial(read_grn, _write(t / "e.csv", "tf,gene\nA,B\n")),
         r"missing column\(s\) \['source', 'target'\]; available columns: \['tf', 'gene'\]",
+    ),
+    Case(
+        "grn-empty-file",
+        lambda t, m: partial(read_grn, _write(t / "e.csv", "")),
+        r"e\.csv could not be read \(EmptyDataError",
+    ),
+    Case(
+        "grn-plain-text-named-gz",
+        lambda t, m: partial(read_grn, _write(t / "e.csv.gz", EDGES)),
+        r"e\.csv\.gz could not be read \(BadGzipFile",
+    ),
+    Case(
+        "grn-truncated-gzip",
+        lambda t, m: partial(
+            read_grn, _write(t / "e.csv.gz", gzip.compress(EDGES.encode() * 500)[:70])
+        ),
+        r"e\.csv\.gz could not be read \(EOFError",
+    ),
+    Case(
+        "grn-text-weights",
+        lambda t, m: partial(
+            read_grn,
+            _write(t / "e.csv", "source,target,weight\nTF1,G1,high\n"),
+            weight_col="weight",
+            min_weight=50,
+        ),
+        r"weight column 'weight' is not numeric \(e\.g\. \['high'\]\)",
     ),
     Case(
         "grn-duplicate-regulator-gmt",

@@ -8,7 +8,7 @@ binary connectivity matrix the masked linear decoder uses (models.md §2.3).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,6 +19,14 @@ import pandas as pd
 from genevae.errors import GenevaeInputError
 
 EXTRA_NODE_PREFIX = "UNANNOTATED_"
+# pandas' errors for an empty/garbled table; a bad gzip raises OSError, a truncated one EOFError
+_UNREADABLE_TABLE = (
+    pd.errors.EmptyDataError,
+    pd.errors.ParserError,
+    UnicodeDecodeError,
+    OSError,
+    EOFError,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,18 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 
 
+def _gmt_lines(path: Path) -> Iterator[str]:
+    """The lines of a GMT file; a binary or compressed file gets an error naming it."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            yield from handle
+    except UnicodeDecodeError as exc:
+        raise GenevaeInputError(
+            f"GMT file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); is it a "
+            "binary or compressed file? GMT is plain tab-separated text."
+        ) from exc
+
+
 def read_gmt(path: str | Path) -> dict[str, list[str]]:
     """Read a GMT file: one set per tab-separated line ``name, description, gene, gene, ...``.
 
@@ -48,26 +68,25 @@ def read_gmt(path: str | Path) -> dict[str, list[str]]:
         raise GenevaeInputError(f"GMT file {path} does not exist; check the path.")
     gene_sets: dict[str, list[str]] = {}
     first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = [field.strip() for field in line.rstrip("\r\n").split("\t")]
-            genes = _unique(fields[2:])
-            if len(fields) < 3 or not fields[0] or not genes:
-                raise GenevaeInputError(
-                    f"{path}, line {number}: a GMT line needs a set name, a description and at "
-                    f"least one gene, separated by tabs; found {len(fields)} field(s) "
-                    f"starting {line[:60]!r}."
-                )
-            name = fields[0]
-            if name in gene_sets:
-                raise GenevaeInputError(
-                    f"{path}, line {number}: gene set {name!r} was already defined on line "
-                    f"{first_line[name]}; rename or remove one of them."
-                )
-            gene_sets[name] = genes
-            first_line[name] = number
+    for number, line in enumerate(_gmt_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = [field.strip() for field in line.rstrip("\r\n").split("\t")]
+        genes = _unique(fields[2:])
+        if len(fields) < 3 or not fields[0] or not genes:
+            raise GenevaeInputError(
+                f"{path}, line {number}: a GMT line needs a set name, a description and at "
+                f"least one gene, separated by tabs; found {len(fields)} field(s) "
+                f"starting {line[:60]!r}."
+            )
+        name = fields[0]
+        if name in gene_sets:
+            raise GenevaeInputError(
+                f"{path}, line {number}: gene set {name!r} was already defined on line "
+                f"{first_line[name]}; rename or remove one of them."
+            )
+        gene_sets[name] = genes
+        first_line[name] = number
     if not gene_sets:
         raise GenevaeInputError(f"GMT file {path} is empty; expected one gene set per line.")
     return gene_sets
@@ -110,6 +129,17 @@ def _edge_separator(path: Path) -> str:
     return "," if suffixes and suffixes[-1] == ".csv" else "\t"
 
 
+def _read_edge_table(path: Path, **read_args) -> pd.DataFrame:
+    """`pandas.read_csv` with empty, corrupt or non-text files reported by name."""
+    try:
+        return pd.read_csv(path, sep=_edge_separator(path), **read_args)
+    except _UNREADABLE_TABLE as exc:
+        raise GenevaeInputError(
+            f"GRN edge table {path} could not be read ({type(exc).__name__}: {exc}). The file "
+            "is empty, truncated or not a (gzipped) CSV/TSV table; re-download or fix it."
+        ) from exc
+
+
 def read_grn_edges(
     path: str | Path,
     source_col: str = "source",
@@ -136,16 +166,22 @@ def read_grn_edges(
     if not path.is_file():
         raise GenevaeInputError(f"GRN edge table {path} does not exist; check the path.")
     wanted = [source_col, target_col] + ([weight_col] if weight_col else [])
-    header = pd.read_csv(path, sep=_edge_separator(path), nrows=0).columns
+    header = _read_edge_table(path, nrows=0).columns
     missing = [c for c in wanted if c not in header]
     if missing:
         raise GenevaeInputError(
             f"{path}: missing column(s) {missing}; available columns: {list(header)}. "
             "Set source_col/target_col/weight_col to match the file."
         )
-    edges = pd.read_csv(path, sep=_edge_separator(path), usecols=wanted)
+    # ids as text: numeric-looking ids would otherwise lose zeros or gain ".0" next to a blank
+    edges = _read_edge_table(path, usecols=wanted, dtype={source_col: str, target_col: str})
     edges = edges.dropna(subset=[source_col, target_col])
     if min_weight is not None:
+        if not pd.api.types.is_numeric_dtype(edges[weight_col]):
+            raise GenevaeInputError(
+                f"{path}: weight column {weight_col!r} is not numeric (e.g. "
+                f"{edges[weight_col].iloc[:3].tolist()}); point weight_col at the numeric column."
+            )
         edges = edges[edges[weight_col] >= min_weight]
     if edges.empty:
         raise GenevaeInputError(

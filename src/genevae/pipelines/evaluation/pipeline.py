@@ -20,7 +20,7 @@ from kedro.pipeline import Node, Pipeline
 
 from genevae.pipelines.data_processing.pipeline import GENE_SET_COLLECTIONS
 from genevae.pipelines.evaluation import experiments, nodes, report
-from genevae.pipelines.vega.nodes import select_gene_module_mask
+from genevae.pipelines.vega.nodes import select_collection
 
 SECTIONS = ("vega", "generalisation", "benchmark", "tybalt", "gpo_vae")
 REPORT_PARAMS = "params:evaluation.report"
@@ -108,7 +108,7 @@ def generalisation_pipeline() -> Pipeline:
         "generalisation",
         [
             Node(
-                select_gene_module_mask,
+                select_collection,
                 {"collection": "params:vega.gene_module_collection", **masks},
                 mask,
                 name="select_gene_module_mask",

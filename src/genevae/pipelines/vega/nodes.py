@@ -10,23 +10,26 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 
 from genevae.analysis.bayes_factor import differential_activity, latent_sampler, obs_labels
+from genevae.analysis.gsea import compare_gsea_with_bayes_factors, run_prerank, wilcoxon_ranking
 from genevae.analysis.latent import embed_2d
+from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
 from genevae.models.vega import VEGA
 from genevae.pipelines.common import expression_data, final_metrics, fit_model
 from genevae.plotting.latent import embedding_scatter
+from genevae.plotting.modules import gsea_vs_bayes_factor, module_scatter, module_violins, volcano
 from genevae.plotting.training import training_curves
 from genevae.training import encode
 
 
-def select_gene_module_mask(collection: str, **masks: pd.DataFrame) -> pd.DataFrame:
-    """Pick the genes × modules mask of the chosen gene-set collection."""
-    if collection not in masks:
+def select_collection(collection: str, **options: Any) -> Any:
+    """Pick the chosen gene-set collection's artifact (mask or gene sets) among ``options``."""
+    if collection not in options:
         raise GenevaeInputError(
-            f"vega.gene_module_collection={collection!r} is unknown; choose one of {sorted(masks)}."
+            f"vega.gene_module_collection={collection!r} is unknown; choose one of {sorted(options)}."
         )
-    return masks[collection]
+    return options[collection]
 
 
 def _aligned_mask(adata: AnnData, mask: pd.DataFrame) -> pd.DataFrame:
@@ -96,28 +99,41 @@ def decoder_weight_table(bundle: ModelBundle) -> pd.DataFrame:
     )
 
 
+def _restrict_cells(adata: AnnData, comparison: dict[str, Any], cell_type_key: str) -> AnnData:
+    """The cells a comparison is about (all, or only the listed cell types)."""
+    cell_types = comparison.get("cell_types")
+    if not cell_types:
+        return adata
+    labels = obs_labels(adata.obs, cell_type_key)
+    unknown = sorted(set(cell_types) - set(labels))
+    if unknown:
+        raise GenevaeInputError(
+            f"cell_types {unknown} of comparison {_comparison_name(comparison)!r} are not in "
+            f"obs[{cell_type_key!r}] (available: {sorted(set(labels))})."
+        )
+    return adata[labels.isin(cell_types).to_numpy()]
+
+
 def differential_activity_tables(
     bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
 ) -> pd.DataFrame:
     """Bayes-factor tables for every configured comparison, stacked with a ``comparison`` column."""
-    data = _bundle_data(bundle, adata)
-    sampler = latent_sampler(
-        bundle.model,
-        data.arrays["x"],
-        data.arrays.get("covariates"),
-        seed=params["seed"],
-    )
-    mask = bundle.model.gene_module_mask.detach().cpu().numpy()
+    n_genes = bundle.model.gene_module_mask.detach().cpu().numpy().sum(axis=0).astype(int)
     tables = []
     for comparison in params["comparisons"]:
-        labels = obs_labels(adata.obs, comparison["groupby"])
+        cells = _restrict_cells(adata, comparison, params["cell_type_key"])
+        labels = obs_labels(cells.obs, comparison["groupby"])
+        data = _bundle_data(bundle, cells)
+        sampler = latent_sampler(
+            bundle.model, data.arrays["x"], data.arrays.get("covariates"), seed=params["seed"]
+        )
         table = differential_activity(
             sampler,
             labels,
             comparison["group1"],
             comparison.get("group2"),
             module_names=bundle.metadata["module_names"],
-            n_genes_per_module=mask.sum(axis=0).astype(int),
+            n_genes_per_module=n_genes,
             **params["bayes_factor"],
         )
         table.insert(0, "comparison", _comparison_name(comparison))
@@ -126,6 +142,9 @@ def differential_activity_tables(
 
 
 def _comparison_name(comparison: dict[str, Any]) -> str:
+    """``name`` if given, else e.g. ``condition:stimulated_vs_control``."""
+    if comparison.get("name"):
+        return str(comparison["name"])
     group2 = comparison.get("group2") or "rest"
     return f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
 
@@ -145,3 +164,73 @@ def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure
 def training_curve_figure(history: pd.DataFrame) -> Figure:
     """Per-epoch train/validation curves of every loss term."""
     return training_curves(history, title="VEGA training")
+
+
+def top_genes_table(weights: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """The highest-weight genes of every module (what a module means in this data)."""
+    return top_module_genes(weights, n=params["n_top_genes"])
+
+
+def volcano_figures(bf_table: pd.DataFrame, params: dict[str, Any]) -> dict[str, Figure]:
+    """One ln BF vs mean-difference volcano per comparison."""
+    thresholds = params["bayes_factor"]
+    return {
+        f"volcano_{_file_name(name)}": volcano(
+            table,
+            thresholds["ln_bf_threshold"],
+            thresholds["mean_diff_threshold"],
+            title=f"VEGA differential activity, {name}",
+        )
+        for name, table in bf_table.groupby("comparison", sort=False)
+    }
+
+
+def _file_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def _activities_frame(activities: AnnData) -> pd.DataFrame:
+    latent = pd.DataFrame(
+        activities.obsm["X_vega"],
+        index=activities.obs_names,
+        columns=activities.uns["vega_module_names"],
+    )
+    return pd.concat([latent, activities.obs], axis=1)
+
+
+def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:
+    """Violins of chosen modules per group, and a bivariate module scatter."""
+    frame = _activities_frame(activities)
+    modules = [m for m in params["plot_modules"] if m in frame.columns]
+    figures = {
+        f"violins_by_{key}": module_violins(frame, modules, key) for key in params["color_by"]
+    }
+    if len(modules) >= 2:
+        figures["scatter"] = module_scatter(frame, modules[0], modules[1], params["color_by"][-1])
+    return figures
+
+
+def gsea_comparison(
+    adata: AnnData,
+    gene_sets: dict[str, list[str]],
+    bf_table: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, Figure]:
+    """GSEA prerank on Wilcoxon scores of the same contrast, joined with VEGA's ln BF."""
+    contrast = next(
+        (c for c in params["comparisons"] if _comparison_name(c) == params["gsea"]["comparison"]),
+        None,
+    )
+    if contrast is None:
+        raise GenevaeInputError(
+            f"vega.analysis.gsea.comparison={params['gsea']['comparison']!r} names no entry of "
+            "vega.analysis.comparisons; give that comparison a matching `name`."
+        )
+    cells = _restrict_cells(adata, contrast, params["cell_type_key"])
+    ranking = wilcoxon_ranking(
+        cells, contrast["groupby"], contrast["group1"], contrast.get("group2")
+    )
+    gsea = run_prerank(ranking, gene_sets, **params["gsea"]["prerank"])
+    bf = bf_table[bf_table["comparison"] == _comparison_name(contrast)]
+    table = compare_gsea_with_bayes_factors(gsea, bf)
+    return table, gsea_vs_bayes_factor(table)

@@ -7,14 +7,22 @@ from genevae.pipelines.vega import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    collection = "params:vega.gene_module_collection"
     masks = {c: f"kang_gene_module_mask_{c}" for c in GENE_SET_COLLECTIONS}
+    gene_sets = {c: f"{c}_gene_sets" for c in GENE_SET_COLLECTIONS}
     return Pipeline(
         [
             Node(
-                nodes.select_gene_module_mask,
-                inputs={"collection": "params:vega.gene_module_collection", **masks},
+                nodes.select_collection,
+                inputs={"collection": collection, **masks},
                 outputs="vega_gene_module_mask",
                 name="select_gene_module_mask",
+            ),
+            Node(
+                nodes.select_collection,
+                inputs={"collection": collection, **gene_sets},
+                outputs="vega_gene_sets",
+                name="select_gene_sets",
             ),
             Node(
                 nodes.train_vega,
@@ -45,6 +53,35 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["vega_module_activities", "params:vega.analysis"],
                 outputs="vega_latent_maps",
                 name="latent_maps",
+            ),
+            Node(
+                nodes.top_genes_table,
+                inputs=["vega_decoder_weights", "params:vega.analysis"],
+                outputs="vega_top_module_genes",
+                name="top_module_genes",
+            ),
+            Node(
+                nodes.volcano_figures,
+                inputs=["vega_differential_activity", "params:vega.analysis"],
+                outputs="vega_volcano_plots",
+                name="volcano_plots",
+            ),
+            Node(
+                nodes.activity_figures,
+                inputs=["vega_module_activities", "params:vega.analysis"],
+                outputs="vega_activity_plots",
+                name="activity_plots",
+            ),
+            Node(
+                nodes.gsea_comparison,
+                inputs=[
+                    "kang_processed",
+                    "vega_gene_sets",
+                    "vega_differential_activity",
+                    "params:vega.analysis",
+                ],
+                outputs=["vega_gsea_comparison", "vega_gsea_scatter"],
+                name="gsea_comparison",
             ),
             Node(
                 nodes.training_curve_figure,

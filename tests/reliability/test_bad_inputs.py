@@ -338,6 +338,11 @@ FILES = [
         r"no edges left \(min_weight=1000000\.0\)",
     ),
     Case(
+        "tcga-matrix-empty",
+        lambda t, m: partial(read_expression_matrix, _write(t / "HiSeqV2.tsv", "")),
+        r"HiSeqV2\.tsv could not be read as a tab-separated genes × samples matrix",
+    ),
+    Case(
         "tcga-matrix-text-values",
         lambda t, m: partial(
             read_expression_matrix, _write(t / "m.tsv", "gene\tTCGA-AA-0001-01\nTP53\thigh\n")

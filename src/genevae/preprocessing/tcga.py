@@ -35,6 +35,14 @@ SAMPLE_TYPES: dict[str, str] = {
     "14": "Bone Marrow Normal",
 }
 _BARCODE_SAMPLE_LENGTH = 15  # "TCGA-XX-XXXX-01": participant plus sample type
+# pandas' errors for an empty/garbled table; a bad gzip raises OSError, a truncated one EOFError
+_UNREADABLE_TABLE = (
+    pd.errors.EmptyDataError,
+    pd.errors.ParserError,
+    UnicodeDecodeError,
+    OSError,
+    EOFError,
+)
 
 
 def _gene_symbols(gene_ids: pd.Index) -> pd.Index:
@@ -95,7 +103,13 @@ def read_expression_matrix(
     path = Path(path)
     if not path.is_file():
         raise GenevaeInputError(f"expression matrix {path} does not exist; check the path.")
-    raw = pd.read_csv(path, sep="\t", index_col=0)
+    try:
+        raw = pd.read_csv(path, sep="\t", index_col=0)
+    except _UNREADABLE_TABLE as exc:
+        raise GenevaeInputError(
+            f"{path} could not be read as a tab-separated genes × samples matrix "
+            f"({type(exc).__name__}: {exc}); the file is empty, truncated or not (gzipped) text."
+        ) from exc
     if raw.shape[1] == 0 or raw.shape[0] == 0:
         raise GenevaeInputError(
             f"{path}: expected a tab-separated genes × samples matrix with a gene-id first column "

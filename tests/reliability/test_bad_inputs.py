@@ -443,6 +443,13 @@ DATA = [
         r"X contains NaN or infinite",
     ),
     Case(
+        "counts-as-strings",
+        lambda t, m: _scrna(
+            lambda a: a.layers.__setitem__("counts", a.layers["counts"].astype(str))
+        ),
+        r"layers\['counts'\] has dtype <U\d+, not numbers",
+    ),
+    Case(
         "duplicate-var-names",
         lambda t, m: _scrna(lambda a: setattr(a, "var_names", ["G"] * a.n_vars)),
         r"duplicate gene names in var_names, e\.g\. \['G'\]",

@@ -368,6 +368,11 @@ FILES = [
         r"z\.h5ad' as an \.h5ad file .* truncated, corrupt or not AnnData",
     ),
     Case(
+        "h5ad-hdf5-but-not-anndata",
+        _hdf5_not_anndata,
+        r"other\.h5ad' as an \.h5ad file .* not AnnData",
+    ),
+    Case(
         "model-of-another-type",
         _bundle_of_other_type,
         r"holds a 'vega' model, but 'tybalt' was expected",

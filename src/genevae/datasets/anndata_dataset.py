@@ -99,7 +99,7 @@ def _read_h5ad(path: Path, load_args: dict[str, Any], *, source: str) -> AnnData
     """`anndata.read_h5ad` with h5py/anndata failures turned into an error naming ``source``."""
     try:
         return ad.read_h5ad(path, **load_args)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, TypeError) as exc:  # TypeError: HDF5 but not AnnData
         raise DatasetInputError(
             f"Could not read '{source}' as an .h5ad file ({type(exc).__name__}: {exc}). The file "
             f"is truncated, corrupt or not AnnData; delete it and re-create it (re-run the "

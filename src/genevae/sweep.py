@@ -299,8 +299,8 @@ def run_worker(args: argparse.Namespace) -> None:
     with kedro_context(args.project_path, args.env) as context:
         params = context.params[args.model]
         settings = _settings(args, params)
-        data = context.catalog.load(target.dataset)
-        tags = {f"data_version.input.{target.dataset}": _load_version(context, target.dataset)}
+        data, version = load_catalog_entry(context, target.dataset)
+        tags = {f"data_version.input.{target.dataset}": str(version)}
         study = optuna.load_study(
             study_name=settings.study_name,
             storage=open_storage(settings.storage),
@@ -312,10 +312,26 @@ def run_worker(args: argparse.Namespace) -> None:
         study.optimize(objective, n_trials=args.n_trials, catch=(NonFiniteLossError,))
 
 
-def _load_version(context: Any, name: str) -> str:
-    dataset = context.catalog.get(name)
-    resolve = getattr(dataset, "resolve_load_version", None)
-    return str(resolve() if resolve is not None else None)
+def load_catalog_entry(context: Any, name: str) -> tuple[Any, str | None]:
+    """Load one catalog entry and the version read (``None`` when unversioned).
+
+    Only this entry is built: ``context.catalog`` would first import every registered
+    pipeline to validate the whole catalog, which costs each worker seconds.
+    """
+    from kedro.io import AbstractVersionedDataset, DataCatalog
+
+    entries = context.config_loader["catalog"]
+    if name not in entries:
+        raise GenevaeInputError(
+            f"The catalog has no entry {name!r}; declare it in conf/base/catalog_*.yml."
+        )
+    entry = entries[name]
+    credentials = context.config_loader["credentials"] if "credentials" in entry else None
+    dataset = DataCatalog.from_config({name: entry}, credentials=credentials).get(name)
+    version = (
+        dataset.resolve_load_version() if isinstance(dataset, AbstractVersionedDataset) else None
+    )
+    return dataset.load(), version
 
 
 def _settings(args: argparse.Namespace, params: dict[str, Any]) -> SweepSettings:

@@ -485,6 +485,11 @@ DATA = [
         r"gene_module_mask has shape \(60, 7\) but VEGA expects genes × modules = \(60, 3\)",
     ),
     Case(
+        "batch-of-strings",
+        lambda t, m: partial(TensorData, {"x": np.array([["a", "b"]])}),
+        r"Batch array 'x' has dtype <U1, not numbers",
+    ),
+    Case(
         "batch-with-nan",
         lambda t, m: partial(TensorData, {"x": np.array([[np.nan, 1.0]])}),
         r"Batch array 'x' contains NaN",
@@ -506,6 +511,41 @@ PARAMETERS = [
         "training-parameter-typo-in-vega-node",
         lambda t, m: _train_vega(training__max_epoch=3),
         r"Unknown training parameter\(s\) \['max_epoch'\]",
+    ),
+    Case(
+        "learning-rate-as-text",
+        lambda t, m: _train_vega(training__learning_rate="fast"),
+        r"learning_rate='fast' \(str\) is invalid: expected a number > 0",
+    ),
+    Case(
+        "learning-rate-negative",
+        lambda t, m: partial(TrainingSettings, learning_rate=-1e-3),
+        r"learning_rate=-0\.001 \(float\) is invalid",
+    ),
+    Case(
+        "loss-reduction-unknown",
+        lambda t, m: partial(TrainingSettings, loss_reduction="avg"),
+        r"loss_reduction='avg' .* expected 'mean' or 'sum'",
+    ),
+    Case(
+        "max-epochs-zero",
+        lambda t, m: partial(TrainingSettings, max_epochs=0),
+        r"max_epochs=0 \(int\) is invalid",
+    ),
+    Case(
+        "batch-size-fractional",
+        lambda t, m: partial(TrainingSettings, batch_size=12.5),
+        r"batch_size=12\.5 \(float\) is invalid: expected an integer >= 1",
+    ),
+    Case(
+        "resume-without-checkpoint-dir",
+        lambda t, m: partial(TrainingSettings, resume=True),
+        r"resume=true needs checkpoint_dir",
+    ),
+    Case(
+        "checkpoint-dir-escapes-data-folder",
+        _escaping_checkpoint_dir,
+        r"checkpoint_dir: Relative data path '\.\./outside/checkpoints' .* outside the project data folder",
     ),
     Case(
         "validation-fraction-one",

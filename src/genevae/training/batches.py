@@ -32,7 +32,13 @@ class TensorData:
             raise GenevaeInputError(f"Batch arrays have different numbers of rows: {lengths}")
         for key, value in self.arrays.items():
             data = value.data if sp.issparse(value) else value
-            if np.issubdtype(np.asarray(data).dtype, np.floating) and not np.isfinite(data).all():
+            dtype = np.asarray(data).dtype
+            if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
+                raise GenevaeInputError(
+                    f"Batch array '{key}' has dtype {dtype}, not numbers; convert it to numeric "
+                    "values (e.g. counts or log-normalised expression) first."
+                )
+            if np.issubdtype(dtype, np.floating) and not np.isfinite(data).all():
                 raise GenevaeInputError(
                     f"Batch array '{key}' contains NaN or infinite values; clean the input first."
                 )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import numbers
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from genevae.datasets.fetch import resolve_data_path
 from genevae.errors import GenevaeInputError
 from genevae.models.base import GenerativeModel
 from genevae.training.batches import InMemoryBatches, TensorData
@@ -50,6 +54,26 @@ class TrainingSettings:
     progress_bar: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse wrong types and ranges here, before any data is batched or a model trained."""
+        for name, (valid, expected) in _CHECKS.items():
+            value = getattr(self, name)
+            if not valid(value):
+                raise GenevaeInputError(
+                    f"training parameter {name}={value!r} ({type(value).__name__}) is invalid: "
+                    f"expected {expected}. Fix it in the training section of the parameters."
+                )
+        if self.resume and self.checkpoint_dir is None:
+            raise GenevaeInputError(
+                "training parameter resume=true needs checkpoint_dir, the folder holding the "
+                "checkpoints of the run to continue; set it, or set resume to false."
+            )
+        if self.checkpoint_dir is not None:
+            try:
+                resolve_data_path(self.checkpoint_dir, Path.cwd())
+            except GenevaeInputError as exc:
+                raise GenevaeInputError(f"training parameter checkpoint_dir: {exc}") from exc
+
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainingSettings:
         """Build from a parameters dict, naming any unknown key (typos fail loudly)."""
@@ -60,6 +84,35 @@ class TrainingSettings:
                 f"Unknown training parameter(s) {unknown}; valid ones are {sorted(known)}."
             )
         return cls(**params)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "seed": (_is_int, "an integer"),
+    "learning_rate": (lambda v: _is_real(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "adam_eps": (lambda v: _is_real(v) and v > 0, "a number > 0"),
+    "loss_reduction": (lambda v: v in ("mean", "sum"), "'mean' or 'sum'"),
+    "early_stopping_patience": (
+        lambda v: v is None or (_is_int(v) and v >= 0),
+        "null or an integer >= 0",
+    ),
+    "gradient_clip_val": (lambda v: v is None or (_is_real(v) and v > 0), "null or a number > 0"),
+    "checkpoint_dir": (lambda v: v is None or isinstance(v, str), "null or a folder path"),
+    "resume": (lambda v: isinstance(v, bool), "true or false"),
+    "deterministic": (lambda v: isinstance(v, bool), "true or false"),
+    "progress_bar": (lambda v: isinstance(v, bool), "true or false"),
+}
+"""Valid values of the TrainingSettings fields that Lightning or Adam would reject late."""
 
 
 @dataclass
@@ -181,7 +234,10 @@ def train_model(
     val_batches = (
         InMemoryBatches(val_data, settings.batch_size, shuffle=False) if has_validation else None
     )
-    trainer.fit(module, train_batches, val_batches, ckpt_path=_resume_path(settings))
+    # weights_only: a checkpoint is data; never run code from a (possibly planted) .ckpt file
+    trainer.fit(
+        module, train_batches, val_batches, ckpt_path=_resume_path(settings), weights_only=True
+    )
     device = trainer.strategy.root_device
     model.eval()
     return TrainingResult(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import lightning as L
 import torch
@@ -70,6 +71,24 @@ class GenerativeTrainingModule(L.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "val")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to checkpoint NaN/inf weights, so the last checkpoint on disk stays resumable.
+
+        A step with a finite loss can still leave non-finite weights (e.g. a too-large learning
+        rate on the last batch of an epoch); the loss check would only catch it an epoch later.
+        """
+        bad = [
+            name
+            for name, value in checkpoint["state_dict"].items()
+            if value.is_floating_point() and not torch.isfinite(value).all()
+        ]
+        if bad:
+            raise NonFiniteLossError(
+                f"Epoch {self.current_epoch}: parameter(s) {bad[:3]} became NaN or infinite "
+                "after an optimiser step, so this epoch was not checkpointed; the last good "
+                "checkpoint is kept. Lower the learning rate or clip gradients."
+            )
 
     def on_train_epoch_start(self) -> None:
         self.model.on_epoch_start(self.current_epoch)

@@ -132,6 +132,8 @@ def differential_module_scores(
         One row per module: module, mean_diff (group1 − group2), statistic, pval, fdr (BH),
         neg_log10_fdr, sorted by p-value.
     """
+    if test not in ("welch", "mannwhitney"):
+        raise GenevaeInputError(f"test={test!r} is not one of 'welch', 'mannwhitney'.")
     values = np.asarray(labels).astype(str)
     if len(values) != len(scores):
         raise GenevaeInputError(f"labels has {len(values)} entries but scores {len(scores)} rows.")
@@ -141,15 +143,13 @@ def differential_module_scores(
         if mask.sum() < 2:
             raise GenevaeInputError(
                 f"{name} has {int(mask.sum())} cells; need at least 2 (labels: "
-                f"{sorted(set(values))[:20]})."
+                f"{sorted(set(values.tolist()))[:20]})."
             )
     a, b = scores.to_numpy(dtype=float)[first], scores.to_numpy(dtype=float)[second]
     if test == "welch":
         result = stats.ttest_ind(a, b, axis=0, equal_var=False)
-    elif test == "mannwhitney":
-        result = stats.mannwhitneyu(a, b, axis=0, alternative="two-sided")
     else:
-        raise GenevaeInputError(f"test={test!r} is not one of 'welch', 'mannwhitney'.")
+        result = stats.mannwhitneyu(a, b, axis=0, alternative="two-sided")
     fdr = benjamini_hochberg(result.pvalue)
     table = pd.DataFrame(
         {

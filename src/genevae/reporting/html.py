@@ -6,13 +6,13 @@ point at the MLflow UI. Everything user-provided is HTML-escaped (jinja2 autoesc
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
 import numpy as np
 import pandas as pd
+import yaml
 from markupsafe import Markup
 
 from genevae.reporting.sections import ReportSection, figure_to_base64
@@ -161,6 +161,6 @@ def render_report(
         sections=sections,
         comparison=None if comparison is None else table_to_html(comparison, max_rows=None),
         lineage=lineage,
-        parameters=json.dumps(parameters or {}, indent=2, default=str),
+        parameters=yaml.safe_dump(dict(parameters or {}), sort_keys=False, allow_unicode=True),
         render_table=table_to_html,
     )

@@ -1,0 +1,87 @@
+"""Training-free baselines: PCA latent/reconstruction and module-score tests on planted data."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from scipy import stats
+
+from genevae.analysis.baselines import (
+    benjamini_hochberg,
+    differential_module_scores,
+    module_scores,
+    pca_baseline,
+)
+from genevae.errors import GenevaeInputError
+from genevae.preprocessing.synthetic import make_module_dataset
+
+
+def test_pca_reconstruction_is_exact_for_low_rank_data_and_accepts_sparse():
+    rng = np.random.default_rng(0)
+    low_rank = rng.normal(size=(40, 3)) @ rng.normal(size=(3, 12)) + 5.0
+    result = pca_baseline(sp.csr_matrix(low_rank), n_components=3)
+    assert result.name == "pca3"
+    assert result.latent.shape == (40, 3)
+    np.testing.assert_allclose(result.reconstruction, low_rank, atol=1e-8)
+    assert result.explained_variance_ratio.sum() == pytest.approx(1.0)
+
+
+def test_pca_caps_components_at_the_data_rank_and_refuses_bad_shapes():
+    assert pca_baseline(np.random.default_rng(0).normal(size=(5, 8)), 50).latent.shape == (5, 4)
+    with pytest.raises(GenevaeInputError, match="cells × genes"):
+        pca_baseline(np.zeros((1, 5)))
+
+
+def test_benjamini_hochberg_matches_the_hand_computation_and_keeps_nan():
+    adjusted = benjamini_hochberg([0.01, 0.04, 0.03, np.nan])
+    # sorted p 0.01, 0.03, 0.04 with m = 3: 0.03, 0.045, 0.04 → monotone 0.03, 0.04, 0.04
+    np.testing.assert_allclose(adjusted[:3], [0.03, 0.04, 0.04])
+    assert np.isnan(adjusted[3])
+
+
+def test_welch_test_matches_scipy_and_reports_mean_differences():
+    scores = pd.DataFrame({"up": [3.0, 3.5, 4.0, 0.0, 0.5, 1.0], "flat": [1, 2, 3, 1, 2, 3.0]})
+    labels = ["s", "s", "s", "c", "c", "c"]
+    table = differential_module_scores(scores, labels, "s", "c").set_index("module")
+    expected = stats.ttest_ind([3.0, 3.5, 4.0], [0.0, 0.5, 1.0], equal_var=False)
+    assert table.loc["up", "pval"] == pytest.approx(expected.pvalue)
+    assert table.loc["up", "mean_diff"] == pytest.approx(3.0)
+    assert table.loc["flat", "pval"] == pytest.approx(1.0)
+    assert table.index[0] == "up"  # sorted by p-value
+    rank_sum = differential_module_scores(scores, labels, "s", test="mannwhitney")
+    assert set(rank_sum.columns) >= {"module", "statistic", "pval", "fdr", "neg_log10_fdr"}
+
+
+def test_group_test_refuses_tiny_groups_and_unknown_tests():
+    scores = pd.DataFrame({"m": [1.0, 2.0, 3.0]})
+    with pytest.raises(GenevaeInputError, match="group1 has 1 cells"):
+        differential_module_scores(scores, ["a", "b", "b"], "a", "b")
+    with pytest.raises(GenevaeInputError, match="test='ttest'"):
+        differential_module_scores(scores, ["a", "a", "b"], "a", test="ttest")
+
+
+def test_module_scores_find_the_planted_stimulated_modules():
+    data = make_module_dataset(
+        n_cells=300, n_genes=200, n_modules=10, n_differential=2, genes_per_module=(8, 20), seed=0
+    )
+    scores = module_scores(data.adata, data.gene_sets, ctrl_size=20)
+    assert list(scores.columns) == list(data.gene_sets)
+    assert scores.index.equals(data.adata.obs_names)
+    table = differential_module_scores(scores, data.adata.obs["condition"], "stimulated", "control")
+    top = table.sort_values("statistic", ascending=False)["module"].head(2)
+    assert set(top) == set(data.differential_modules)
+    assert (table.set_index("module").loc[data.differential_modules, "fdr"] < 1e-10).all()
+
+
+def test_module_scores_skip_absent_genes_and_refuse_disjoint_sets():
+    adata = ad.AnnData(
+        X=np.random.default_rng(0).poisson(2, (30, 60)).astype(np.float32),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(60)]),
+    )
+    scores = module_scores(adata, {"kept": ["g1", "g2", "absent"], "gone": ["x", "y"]})
+    assert list(scores.columns) == ["kept"]
+    with pytest.raises(GenevaeInputError, match="shares a gene"):
+        module_scores(adata, {"gone": ["x", "y"]})

@@ -9,10 +9,12 @@ processed data through the Kedro catalog and trains with the pipeline's own node
 is exactly a pipeline training run with a few parameters changed.
 
 Storage is an Optuna RDB URL (``sqlite:///…``, ``postgresql://…``) or ``journal:<file>`` (an
-Optuna journal file, for a shared file system). Anyone who runs the same command with the same
-storage and study name joins the study, on this machine or another one; the study remembers
-its MLflow parent run (user attribute ``mlflow_parent_run_id``) so every trial nests under it
-when the machines share an MLflow tracking server.
+Optuna journal file, for a shared file system), from ``--storage``, else the environment
+variable ``GENEVAE_SWEEP_STORAGE`` (for URLs with a password), else the parameters. Anyone who
+runs the same command with the same storage and study name joins the study, on this machine or
+another one; the study remembers its MLflow parent run (user attribute
+``mlflow_parent_run_id``) so every trial nests under it when the machines share an MLflow
+tracking server. Run the command from the project root, as ``kedro run``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from genevae.errors import GenevaeInputError
 logger = logging.getLogger(__name__)
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+# Storage URL when --storage is not given (keeps database passwords out of argv and `ps`).
+STORAGE_ENV = "GENEVAE_SWEEP_STORAGE"
 SAMPLERS = ("tpe", "random", "grid")
 OBJECTIVES = ("loss", "elbo", "reconstruction")
 _JOURNAL_PREFIX = "journal:"
@@ -342,7 +346,7 @@ def _settings(args: argparse.Namespace, params: dict[str, Any]) -> SweepSettings
     return SweepSettings.from_params(
         params["sweep"],
         project_path=args.project_path,
-        storage=args.storage,
+        storage=args.storage or os.environ.get(STORAGE_ENV),
         study_name=args.study_name,
     )
 
@@ -369,10 +373,12 @@ def run_sweep(args: argparse.Namespace) -> optuna.Study:
             min(args.n_workers, args.n_trials),
             parent_run_id,
         )
+        status = "FAILED"  # also when interrupted
         try:
             failed = _run_workers(args, settings, parent_run_id)
+            status = "FAILED" if failed else "FINISHED"
         finally:
-            _summarise(client, study, parent_run_id, finish=created)
+            _summarise(client, study, parent_run_id, end_status=status if created else None)
     if failed:
         raise WorkerFailure(f"{failed} sweep worker(s) failed; see their output above.")
     return study
@@ -433,10 +439,14 @@ def _param(key: str, value: Any) -> Any:
 def _run_workers(args: argparse.Namespace, settings: SweepSettings, parent_run_id: str) -> int:
     """Start one process per share of trials, wait for all; returns how many failed."""
     shares = split_trials(args.n_trials, args.n_workers)
-    env = {**os.environ}
+    env = {**os.environ, STORAGE_ENV: settings.storage}
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(shares))))
     processes = [
-        subprocess.Popen(_worker_command(args, settings, parent_run_id, index, share), env=env)
+        subprocess.Popen(
+            _worker_command(args, settings, parent_run_id, index, share),
+            env=env,
+            cwd=args.project_path,  # relative catalog paths are relative to the project
+        )
         for index, share in enumerate(shares)
     ]
     try:
@@ -457,8 +467,6 @@ def _worker_command(
         args.model,
         "--n-trials",
         str(share),
-        "--storage",
-        settings.storage,
         "--study-name",
         settings.study_name,
         "--project-path",
@@ -471,8 +479,10 @@ def _worker_command(
     return command + (["--env", args.env] if args.env else [])
 
 
-def _summarise(client: Any, study: optuna.Study, parent_run_id: str, *, finish: bool) -> None:
-    """Log trial counts and the best trial so far to the parent run; end it if we started it."""
+def _summarise(
+    client: Any, study: optuna.Study, parent_run_id: str, *, end_status: str | None
+) -> None:
+    """Log trial counts and the best trial so far to the parent run; end it with a status."""
     states = pd.Series([trial.state.name for trial in study.trials]).value_counts()
     client.log_batch(
         parent_run_id,
@@ -486,8 +496,8 @@ def _summarise(client: Any, study: optuna.Study, parent_run_id: str, *, finish: 
         for name, value in best.params.items():
             client.set_tag(parent_run_id, f"best.{name}", value)
         logger.info("Best trial %d: %.4f with %s", best.number, best.value, best.params)
-    if finish:
-        client.set_terminated(parent_run_id)
+    if end_status is not None:
+        client.set_terminated(parent_run_id, status=end_status)
 
 
 def _metric(key: str, value: float) -> Any:
@@ -504,7 +514,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("model", choices=sorted(TARGETS), help="model whose grid to search")
     parser.add_argument("--n-trials", type=int, required=True, help="trials to run here")
     parser.add_argument("--n-workers", type=int, default=1, help="local worker processes")
-    parser.add_argument("--storage", help="Optuna storage URL or journal:<file> (default: params)")
+    parser.add_argument(
+        "--storage",
+        help=f"Optuna storage URL or journal:<file> (default: ${STORAGE_ENV}, else the "
+        "<model>.sweep.storage parameter)",
+    )
     parser.add_argument("--study-name", help="study to create or join (default: params)")
     parser.add_argument("--env", help="Kedro configuration environment (e.g. test)")
     parser.add_argument("--project-path", type=Path, default=Path.cwd(), help="Kedro project")

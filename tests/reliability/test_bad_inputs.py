@@ -553,6 +553,13 @@ PARAMETERS = [
         r"validation_fraction must be in \[0, 1\), got 1\.0",
     ),
     Case(
+        "gene-module-collection-unknown",
+        lambda t, m: partial(
+            nodes.select_collection, "reactom", reactome=_mask(), hallmark=_mask()
+        ),
+        r"gene_module_collection='reactom' is unknown; choose one of \['hallmark', 'reactome'\]",
+    ),
+    Case(
         "bayes-factor-unknown-group",
         lambda t, m: _bayes_factors(group1="stimulatd", group2="control"),
         r"group1='stimulatd' is not a label .* available labels: \['control', 'stimulated'\]",

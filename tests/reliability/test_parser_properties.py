@@ -120,3 +120,10 @@ def test_mask_is_exact_membership_and_follows_gene_order(genes, gene_sets, order
     )
     assert shuffled.module_names == result.module_names
     np.testing.assert_array_equal(shuffled.mask, result.mask[order])
+
+
+def test_numeric_gene_ids_are_kept_as_written(tmp_path: Path) -> None:
+    """Entrez-like ids next to a blank used to become floats ('7157.0') and match no gene."""
+    path = tmp_path / "edges.csv"
+    path.write_text("source,target\n2099,7157\n2099,\n0012,0042\n")
+    assert read_grn_edges(path) == {"2099": ["7157"], "0012": ["0042"]}

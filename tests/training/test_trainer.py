@@ -95,3 +95,10 @@ def test_tensor_data_rejects_nan_and_ragged_arrays():
         TensorData({"x": np.array([[np.nan]])})
     with pytest.raises(GenevaeInputError, match="different numbers of rows"):
         TensorData({"x": np.zeros((3, 1)), "y": np.zeros((2, 1))})
+
+
+def test_a_trailing_single_row_joins_the_previous_batch():
+    data = TensorData({"x": np.zeros((9, 1), dtype=np.float32)})
+    assert [len(b["x"]) for b in InMemoryBatches(data, 4)] == [4, 5]
+    assert [len(b["x"]) for b in InMemoryBatches(data, 4, drop_last=True)] == [4, 4]
+    assert [len(b["x"]) for b in InMemoryBatches(data.subset(np.arange(1)), 4)] == [1]

@@ -84,28 +84,18 @@ def fit_model(
     gene_names: Sequence[str],
     metadata: dict[str, Any] | None = None,
 ) -> tuple[ModelBundle, pd.DataFrame]:
-    """Train on a seeded split, tag the MLflow run with the device, return bundle + history."""
-    settings = TrainingSettings.from_params(training_params)
-    train_idx, val_idx = train_validation_split(len(data), validation_fraction, settings.seed)
-    val_data = data.subset(val_idx) if len(val_idx) else None
-    result = train_model(model, data.subset(train_idx), val_data, settings)
-    run_info = {
-        "device": result.device,
-        "device_name": result.device_name,
-        "epochs_run": result.epochs_run,
-        "n_train": len(train_idx),
-        "n_validation": len(val_idx),
-    }
-    _tag_mlflow_run(run_info)
-    logger.info(
-        "Trained %s for %d epochs on %s", model.model_type, result.epochs_run, result.device_name
+    """Train on a seeded random split (seed from the training parameters)."""
+    seed = TrainingSettings.from_params(training_params).seed
+    train_index, validation_index = train_validation_split(len(data), validation_fraction, seed)
+    return fit_model_on_split(
+        model,
+        data,
+        training_params,
+        train_index=train_index,
+        validation_index=validation_index,
+        gene_names=gene_names,
+        metadata=metadata,
     )
-    bundle = ModelBundle(
-        model=result.model,
-        gene_names=list(gene_names),
-        metadata={**(metadata or {}), **run_info, "training": training_params},
-    )
-    return bundle, result.history
 
 
 def obs_split_indices(
@@ -146,7 +136,7 @@ def fit_model_on_split(
     gene_names: Sequence[str],
     metadata: dict[str, Any] | None = None,
 ) -> tuple[ModelBundle, pd.DataFrame]:
-    """Like :func:`fit_model`, but on explicit train/validation row indices."""
+    """Train on explicit train/validation rows, tag the MLflow run, return bundle + history."""
     if len(train_index) == 0:
         raise GenevaeInputError("The training split is empty; assign some rows to training.")
     settings = TrainingSettings.from_params(training_params)

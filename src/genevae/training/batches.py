@@ -102,14 +102,27 @@ class InMemoryBatches:
         rng = np.random.default_rng((self.seed, self.epoch))
         return self._shard(rng.permutation(self.n_rows))
 
-    def __len__(self) -> int:
+    def _bounds(self) -> list[tuple[int, int]]:
+        """Batch (start, stop) offsets; a trailing single row joins the previous batch.
+
+        BatchNorm cannot normalise one cell in training mode, so a data set of
+        ``k · batch_size + 1`` rows yields ``k`` batches, the last one row larger.
+        """
         n = len(self._shard(np.arange(self.n_rows)))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        stops = list(range(self.batch_size, n + 1, self.batch_size))
+        if not self.drop_last and (not stops or stops[-1] < n):
+            stops.append(n)
+        if len(stops) > 1 and stops[-1] - stops[-2] == 1:
+            stops.pop(-2)
+        starts = [0, *stops[:-1]]
+        return list(zip(starts, stops, strict=True))
+
+    def __len__(self) -> int:
+        return len(self._bounds())
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         order = self._order()
         self.epoch += 1
-        stop = len(self) * self.batch_size
-        for start in range(0, min(stop, len(order)), self.batch_size):
-            index = np.sort(order[start : start + self.batch_size])
+        for start, stop in self._bounds():
+            index = np.sort(order[start:stop])
             yield {key: _rows(source, index) for key, source in self.sources.items()}

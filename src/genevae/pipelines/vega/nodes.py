@@ -154,7 +154,7 @@ def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure
     latent = pd.DataFrame(activities.obsm["X_vega"], index=activities.obs_names)
     coords = embed_2d(latent, method="umap", seed=params["seed"])
     return {
-        f"umap_by_{key}": embedding_scatter(
+        f"umap_by_{key}.png": embedding_scatter(
             coords, obs_labels(activities.obs, key), title=f"VEGA module activities by {key}"
         )
         for key in params["color_by"]
@@ -175,7 +175,7 @@ def volcano_figures(bf_table: pd.DataFrame, params: dict[str, Any]) -> dict[str,
     """One ln BF vs mean-difference volcano per comparison."""
     thresholds = params["bayes_factor"]
     return {
-        f"volcano_{_file_name(name)}": volcano(
+        f"volcano_{_file_name(name)}.png": volcano(
             table,
             thresholds["ln_bf_threshold"],
             thresholds["mean_diff_threshold"],
@@ -203,10 +203,12 @@ def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, F
     frame = _activities_frame(activities)
     modules = [m for m in params["plot_modules"] if m in frame.columns]
     figures = {
-        f"violins_by_{key}": module_violins(frame, modules, key) for key in params["color_by"]
+        f"violins_by_{key}.png": module_violins(frame, modules, key) for key in params["color_by"]
     }
     if len(modules) >= 2:
-        figures["scatter"] = module_scatter(frame, modules[0], modules[1], params["color_by"][-1])
+        figures["module_scatter.png"] = module_scatter(
+            frame, modules[0], modules[1], params["color_by"][-1]
+        )
     return figures
 
 

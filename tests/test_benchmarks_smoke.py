@@ -1,0 +1,95 @@
+"""Every benchmark runs at toy size and writes the JSON keys docs/performance.md relies on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import benchmarks  # noqa: F401  (OpenMP policy; harmless once torch is loaded)
+from benchmarks import bayes_factors, flop_floor, memory, run_all, startup, vega_vs_scvi
+from benchmarks.common import write_result
+
+
+def test_flop_floor_reports_a_ratio_per_model(tmp_path):
+    result = flop_floor.run("toy")
+    assert set(result["models"]) == {"tybalt", "vega", "gpo_vae"}
+    for model in result["models"].values():
+        assert model["ratio_to_floor"] > 0
+        assert model["floor_flops_per_epoch"] == pytest.approx(
+            3 * model["forward_matmul_flops_per_step"] * model["steps_per_epoch"]
+        )
+        assert model["n_timed_steps"] >= 2
+    saved = json.loads(write_result("flop_floor", result, tmp_path).read_text())
+    assert saved["machine"]["torch_threads"] >= 1 and saved["models"]["vega"]["meets_target"] in (
+        True,
+        False,
+    )
+
+
+def test_vega_vs_scvi_records_speed_and_reconstruction():
+    result = vega_vs_scvi.run("toy")
+    assert len(result["genevae_epoch_seconds"]) == vega_vs_scvi.SIZES["toy"].rounds
+    assert all(error > 0 for error in result["genevae_reconstruction_error"])
+    if result["scvi_available"]:
+        assert result["speedup_median"] > 0
+        assert result["reconstruction_error_ratio_genevae_over_scvi"] > 0
+    else:
+        assert "not installed" in result["note"]
+
+
+def test_bayes_factors_agree_with_the_per_module_loop():
+    result = bayes_factors.run("toy")
+    agreement = result["agreement"]
+    assert agreement["p_h1_identical"] and agreement["ln_bf_identical"]
+    assert agreement["mean_diff_max_abs_difference"] < 1e-5
+    assert agreement["n_modules_compared"] == bayes_factors.SIZES["toy"].n_modules
+    assert result["library_seconds_median"] > 0 and result["encoding_floor_seconds"] > 0
+
+
+def test_memory_reports_peaks_per_stage():
+    result = memory.run("toy", in_process=True)
+    assert set(result["stages"]) == {"preprocess", "preprocess_backed", "train"}
+    train = result["stages"]["train"]
+    assert train["n_batches"] == memory.SIZES["toy"].n_batches
+    assert {"read", "train"} <= set(train["peak_rss_bytes_by_phase"])
+    preprocess = result["stages"]["preprocess"]
+    assert preprocess["output_shape"][0] < memory.SIZES["toy"].n_cells  # QC removed some cells
+    assert preprocess["peak_over_sparse_size"] > 0
+    assert result["stages"]["preprocess_backed"]["output_shape"] == preprocess["output_shape"]
+
+
+def test_startup_times_the_first_node_line_and_profiles_imports():
+    result = startup.run("toy")
+    assert (
+        0 < result["warm_seconds_to_first_loading"][0] <= result["median_seconds_to_running_node"]
+    )
+    assert result["imports"]["total_import_seconds"] > 0
+    assert result["imports"]["self_seconds_by_package"]
+    assert result["ratio_to_import_torch"] > 0 and result["warm_cpu_seconds_to_running_node"][0] > 0
+
+
+def test_import_profile_ranks_top_level_imports():
+    lines = [
+        "import time: self [us] | cumulative | imported package\n",
+        "import time:      1000 |       1000 |   numpy.core\n",
+        "import time:     20000 |      21000 | numpy\n",
+        "import time:       500 |        500 | json\n",
+    ]
+    profile = startup.import_profile(lines)
+    assert profile["slowest_top_level_imports"][0] == {"module": "numpy", "seconds": 0.021}
+    assert profile["self_seconds_by_package"][0] == {
+        "package": "numpy",
+        "seconds": 0.021,
+        "first_imported_by": "numpy",
+    }
+
+
+def test_run_all_writes_json_and_a_table(tmp_path, monkeypatch):
+    monkeypatch.setitem(run_all.BENCHMARKS, "startup", startup.run)
+    assert (
+        run_all.main(["--only", "startup", "--scale", "toy", "--results-dir", str(tmp_path)]) == 0
+    )
+    saved = json.loads((tmp_path / "startup.json").read_text())
+    assert saved["benchmark"] == "startup" and "benchmark_seconds" in saved
+    assert "startup" in run_all.format_table({"startup": saved})

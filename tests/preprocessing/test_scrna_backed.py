@@ -9,7 +9,11 @@ import pytest
 from scipy import sparse
 
 from genevae.errors import GenevaeInputError
-from genevae.preprocessing.scrna import preprocess_scrna, preprocess_scrna_backed
+from genevae.preprocessing.scrna import (
+    normalize_total_in_place,
+    preprocess_scrna,
+    preprocess_scrna_backed,
+)
 from genevae.preprocessing.synthetic import make_module_dataset
 
 
@@ -83,3 +87,17 @@ def test_backed_refuses_bad_input_before_reading_the_matrix(synthetic, tmp_path)
         preprocess_scrna_backed(tmp_path / "cells.h5ad", batch_key="batch")
     with pytest.raises(GenevaeInputError, match="no cells or genes left after QC"):
         preprocess_scrna_backed(tmp_path / "cells.h5ad", min_genes=10_000)
+
+
+@pytest.mark.parametrize("integral", [True, False])
+def test_normalize_total_in_place_equals_scanpy_bit_for_bit(integral):
+    import scanpy as sc
+
+    x = sparse.random(500, 80, density=0.1, format="csr", dtype=np.float32, random_state=3)
+    x.data = np.ceil(x.data * 20) if integral else x.data * np.float32(37.3)
+    x = sparse.csr_matrix(sparse.vstack([x, sparse.csr_matrix((2, 80), dtype=np.float32)]))
+    expected = ad.AnnData(X=x.copy())
+    sc.pp.normalize_total(expected, target_sum=1e4)
+    normalize_total_in_place(x, 1e4, chunk_rows=64)
+    np.testing.assert_array_equal(x.data, expected.X.data)
+    assert x.data.dtype == np.float32

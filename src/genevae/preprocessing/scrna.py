@@ -124,6 +124,29 @@ def _qc_row(
     return dict(zip(QC_COLUMNS, [step, before[0], n_obs, before[1], n_vars], strict=True))
 
 
+def normalize_total_in_place(
+    matrix: sparse.csr_matrix, target_sum: float, chunk_rows: int = 10_000
+) -> None:
+    """scanpy's ``normalize_total`` on a CSR matrix, in place and chunk by chunk.
+
+    Same arithmetic and so the same float32 values (row sums accumulated in float64, cells
+    without counts left unscaled), without scanpy's two temporary arrays the size of the
+    matrix's values, the largest share of preprocessing's peak memory.
+    """
+    data, indptr = matrix.data, matrix.indptr
+    row_sizes = np.diff(indptr)
+    for start in range(0, matrix.shape[0], chunk_rows):
+        stop = min(start + chunk_rows, matrix.shape[0])
+        values = data[indptr[start] : indptr[stop]]
+        filled = row_sizes[start:stop] > 0
+        sums = np.zeros(stop - start, dtype=np.float64)
+        offsets = indptr[start:stop][filled] - indptr[start]
+        sums[filled] = np.add.reduceat(values.astype(np.float64), offsets)
+        scale = sums.astype(data.dtype) / data.dtype.type(target_sum)
+        scale += scale == 0
+        values /= np.repeat(scale, row_sizes[start:stop])
+
+
 def _check_inputs(
     obs: pd.DataFrame, var_names: pd.Index, n_top_genes: int | None, keys: dict[str, str | None]
 ) -> None:
@@ -157,7 +180,10 @@ def _normalise_and_select(
     settings: dict[str, object],
 ) -> ad.AnnData:
     """normalize_total, log1p and the optional HVG subset of X (in place); record settings."""
-    sc.pp.normalize_total(result, target_sum=target_sum)
+    if sparse.issparse(result.X) and result.X.format == "csr":
+        normalize_total_in_place(result.X, target_sum)
+    else:
+        sc.pp.normalize_total(result, target_sum=target_sum)
     sc.pp.log1p(result)
     if n_top_genes is not None and n_top_genes < result.n_vars:
         before = result.shape
@@ -296,10 +322,10 @@ def preprocess_scrna_backed(
     Same checks, steps, QC report and result (obs/var columns, counts layer, X), but the input
     matrix is never held in memory. A first pass over ``chunk_size`` rows validates the values
     and counts detected genes per cell and cells per gene; a second assembles only the kept
-    cells × genes. What remains is the result itself (counts layer + normalised X, twice the
-    matrix) and scanpy's normalize_total working copy; for 200,000 × 20,000 cells × genes at
-    6% nonzero the peak RSS was 3.4× the matrix's size against 4.4× for the in-memory path
-    (benchmarks/memory.py).
+    cells × genes, and X is normalised in place (:func:`normalize_total_in_place`). What
+    remains is the result itself: counts layer + normalised X, twice the matrix. For
+    200,000 × 20,000 cells × genes at 6% nonzero the peak RSS was 3.4× the matrix's size
+    (before in-place normalisation; see benchmarks/memory.py) against 4.4× in memory.
     """
     import h5py
     from anndata.io import read_elem

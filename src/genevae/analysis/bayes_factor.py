@@ -261,27 +261,68 @@ def latent_sampler(
     The model is put in eval mode (dropout off, as the paper) and encodes the requested rows
     of ``x`` in chunks of ``chunk_size`` (sparse rows are densified per chunk). Each call
     re-seeds the posterior noise with ``seed``, so repeated analyses are reproducible.
+
+    Models that also expose ``inference(batch) -> (mean, log-variance)`` (VEGA) are encoded
+    once per distinct cell: cells drawn several times (sampling with replacement) share the
+    eval-mode posterior and each draw gets its own noise, drawn in the same order and shapes
+    as ``sample_latent`` draws it, so the result is the same draw (up to float rounding of
+    the encoder) for far less work when groups are small.
     """
     n_cells = x.shape[0]
 
+    def batch_for(rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        block = x[rows]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        batch = {x_key: torch.as_tensor(block, dtype=torch.float32, device=device)}
+        if covariates is not None:
+            batch["covariates"] = torch.as_tensor(
+                covariates[rows], dtype=torch.float32, device=device
+            )
+        return batch
+
     def encode_sample(indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices)
+        if indices.size and (indices.min() < 0 or indices.max() >= n_cells):
+            raise GenevaeInputError(f"cell indices must lie in [0, {n_cells}).")
         model.eval()
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed)
-        draws = []
         with torch.no_grad():
-            for start in range(0, len(indices), chunk_size):
-                rows = indices[start : start + chunk_size]
-                if rows.size and (rows.min() < 0 or rows.max() >= n_cells):
-                    raise GenevaeInputError(f"cell indices must lie in [0, {n_cells}).")
-                block = x[rows]
-                block = block.toarray() if sp.issparse(block) else np.asarray(block)
-                batch = {x_key: torch.as_tensor(block, dtype=torch.float32, device=device)}
-                if covariates is not None:
-                    batch["covariates"] = torch.as_tensor(
-                        covariates[rows], dtype=torch.float32, device=device
-                    )
-                draws.append(model.sample_latent(batch, generator=generator).cpu().numpy())
-        return np.concatenate(draws, axis=0)
+            if hasattr(model, "inference"):
+                return _draws_from_posterior(model, batch_for, indices, generator, chunk_size)
+            draws = [
+                model.sample_latent(
+                    batch_for(indices[start : start + chunk_size], device), generator
+                )
+                for start in range(0, len(indices), chunk_size)
+            ]
+        return np.concatenate([draw.cpu().numpy() for draw in draws], axis=0)
 
     return encode_sample
+
+
+def _draws_from_posterior(
+    model: torch.nn.Module,
+    batch_for: Callable[[np.ndarray, torch.device], dict[str, torch.Tensor]],
+    indices: np.ndarray,
+    generator: torch.Generator,
+    chunk_size: int,
+) -> np.ndarray:
+    """z = μ + σ·ε per requested index, encoding each distinct cell once."""
+    device = generator.device
+    distinct, position = np.unique(indices, return_inverse=True)
+    means, scales = [], []
+    for start in range(0, len(distinct), chunk_size):
+        mean, logvar = model.inference(batch_for(distinct[start : start + chunk_size], device))
+        means.append(mean)
+        scales.append(torch.exp(0.5 * logvar))
+    mean, scale = torch.cat(means), torch.cat(scales)
+    position = torch.as_tensor(position.ravel(), device=mean.device)
+    draws = []
+    for start in range(0, len(indices), chunk_size):
+        rows = position[start : start + chunk_size]
+        noise = torch.randn(
+            (len(rows), mean.shape[1]), generator=generator, dtype=mean.dtype, device=mean.device
+        )
+        draws.append((mean[rows] + scale[rows] * noise).cpu().numpy())
+    return np.concatenate(draws, axis=0)

@@ -112,6 +112,9 @@ def size_bias(
         rho = spearman(sizes, values)
         ax.scatter(sizes, values, s=10, alpha=0.6, color="#34495e", linewidths=0)
         ax.set_xscale("log")
+        if np.nanmax(values) > 20:  # −log10 p-values up to 300: linear below 1, log above
+            ax.set_yscale("symlog", linthresh=1.0)
+            ax.set_ylim(bottom=0)
         ax.set_xlabel("module size (genes in the data)")
         ax.set_ylabel(label)
         ax.set_title(f"{label}\nSpearman ρ = {rho:.2f}", fontsize=10)
@@ -147,6 +150,7 @@ def agreement_scatter(
         ax.axhline(y_threshold, ls="--", lw=0.8, c="k")
     if log_y:
         ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_ylim(bottom=0)
     for i, row in enumerate(comparison.nlargest(n_labels, x).itertuples()):
         name = str(row.module).removeprefix("REACTOME_").removeprefix("HALLMARK_")
         ax.annotate(

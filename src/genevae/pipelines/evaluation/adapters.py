@@ -118,6 +118,19 @@ def merged_vega_params(
     return params
 
 
+def settings_of(bundle: ModelBundle) -> dict[str, Any]:
+    """The vega parameters a bundle was trained with (model, training, split, covariates)."""
+    derived = {"n_genes", "n_modules", "n_covariates"}
+    metadata = bundle.metadata
+    n_validation, n_train = metadata.get("n_validation", 0), metadata.get("n_train", 1)
+    return {
+        "model": {k: v for k, v in bundle.model.config.items() if k not in derived},
+        "training": dict(metadata.get("training", {})),
+        "validation_fraction": round(n_validation / (n_validation + n_train), 4),
+        "covariate_keys": list(metadata.get("covariate_keys", [])),
+    }
+
+
 @contextmanager
 def child_run(name: str) -> Iterator[None]:
     """A nested MLflow run for one fit (epoch curves and tags land there), if a run is active."""

@@ -6,6 +6,7 @@ each in a nested MLflow run, with the vega parameters plus the experiment's over
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from genevae.analysis.baselines import differential_module_scores, module_scores
 from genevae.analysis.bayes_factor import differential_activity
 from genevae.analysis.generalisation import (
     PAPER_MEAN_TOP50_OVERLAP,
+    Encoder,
     biological_generalisation,
     posterior_sampler,
     summarise_resamples,
@@ -26,6 +28,7 @@ from genevae.analysis.metrics import recovery_scores
 from genevae.pipelines.evaluation.adapters import (
     merged_vega_params,
     same_training,
+    settings_of,
     vega_posterior,
     vega_trainer,
 )
@@ -43,17 +46,50 @@ from genevae.reporting.sections import ReportSection, TableBlock
 
 BIOLOGICAL_COLUMNS = [
     "cell_type", "n_stimulated", "n_control", "resample", "r2_full", "r2_held_out",
-    "top_k_overlap", "full_model",
+    "top_k_overlap", "full_model", "settings",
 ]  # fmt: skip
 TECHNICAL_COLUMNS = [
     "cell_type", "n_cells", "resample", "r2_in_sample", "r2_out_of_sample", "top_k_overlap",
 ]  # fmt: skip
 
 
-def _fit_params(vega_params: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    fit = merged_vega_params(vega_params, params.get("training"), params.get("model"))
-    fit["training"]["seed"] = params["seed"]
-    return fit
+@dataclass(frozen=True)
+class FitPlan:
+    """How the experiment's models are trained, and whether the full model can be reused."""
+
+    params: dict[str, Any]
+    full_model: Encoder | None
+    origin: str
+
+    @property
+    def seed(self) -> int:
+        return int(self.params["training"]["seed"])
+
+
+def fit_plan(
+    adata: AnnData,
+    mask: pd.DataFrame,
+    full_model: Loaded | None,
+    vega_params: dict[str, Any],
+    params: dict[str, Any],
+) -> FitPlan:
+    """Settings of every fit: the vega model's own (``settings_from: vega_model``, so the
+    experiment tests the model that was trained, whatever environment trained it) or the
+    vega parameters (``parameters``), plus the experiment's ``training``/``model``
+    overrides. The vega model is reused as the full model when it was trained exactly so."""
+    overrides = (params.get("training"), params.get("model"))
+    if params["settings_from"] == "vega_model" and full_model is not None:
+        fit = merged_vega_params(settings_of(full_model.data), *overrides)
+    else:
+        fit = merged_vega_params(vega_params, *overrides)
+        fit["training"]["seed"] = params["seed"]
+    reuse = full_model is not None and same_training(full_model.data, fit, adata, mask)
+    if not reuse:
+        return FitPlan(fit, None, "retrained with the settings below")
+    bundle = full_model.data
+    return FitPlan(
+        fit, lambda cells: vega_posterior(bundle, cells), f"vega_model {full_model.version}"
+    )
 
 
 def biological_experiment(
@@ -63,67 +99,71 @@ def biological_experiment(
     vega_params: dict[str, Any],
     params: dict[str, Any],
 ) -> pd.DataFrame:
-    """Per cell type: full model vs a model trained without that type's stimulated cells.
-
-    ``full_model: auto`` reuses the vega pipeline's model when it was trained with the same
-    settings, modules, genes and split (otherwise, or with ``retrain``, a full model is
-    trained with the held-out models' settings, so the two differ only in the cells seen).
-    """
+    """Per cell type: full model vs a model trained without that type's stimulated cells."""
     if not params["enabled"]:
         return pd.DataFrame(columns=BIOLOGICAL_COLUMNS)
-    fit = _fit_params(vega_params, params)
-    trainer = vega_trainer(mask, fit, run_prefix="generalisation.biological")
-    reuse = (
-        params["full_model"] == "auto"
-        and full_model is not None
-        and same_training(full_model.data, fit, adata, mask)
-    )
-    full = (lambda cells: vega_posterior(full_model.data, cells)) if reuse else None
+    plan = fit_plan(adata, mask, full_model, vega_params, params)
     results = biological_generalisation(
         adata,
-        trainer,
+        vega_trainer(mask, plan.params, run_prefix="generalisation.biological"),
         params["cell_types"],
         cell_type_key=params["cell_type_key"],
         condition_key=params["condition_key"],
         stimulated=params["stimulated"],
         control=params["control"],
-        seed=params["seed"],
-        full_model=full,
+        seed=plan.seed,
+        full_model=plan.full_model,
         **params["comparison"],
     )
-    results["full_model"] = f"vega_model {full_model.version}" if reuse else "retrained"
+    results["full_model"] = plan.origin
+    results["settings"] = _settings_summary(plan.params)
     return results[BIOLOGICAL_COLUMNS]
 
 
+def _settings_summary(fit: dict[str, Any]) -> str:
+    training, model = fit["training"], fit["model"]
+    return (
+        f"hidden {model.get('hidden')}, max_epochs {training.get('max_epochs')}, "
+        f"learning_rate {training.get('learning_rate')}, batch_size {training.get('batch_size')}, "
+        f"seed {training.get('seed')}, validation_fraction {fit.get('validation_fraction')}"
+    )
+
+
 def technical_experiment(
-    adata: AnnData, mask: pd.DataFrame, vega_params: dict[str, Any], params: dict[str, Any]
+    adata: AnnData,
+    mask: pd.DataFrame,
+    full_model: Loaded | None,
+    vega_params: dict[str, Any],
+    params: dict[str, Any],
 ) -> pd.DataFrame:
     """Train on study A, encode study B; per cell type compare with B's own model."""
     technical = params["technical"]
     if not (params["enabled"] and technical["enabled"]):
         return pd.DataFrame(columns=TECHNICAL_COLUMNS)
-    trainer = vega_trainer(
-        mask, _fit_params(vega_params, params), run_prefix="generalisation.technical"
-    )
+    plan = fit_plan(adata, mask, full_model, vega_params, params)
     results = technical_generalisation(
         adata,
-        trainer,
+        vega_trainer(mask, plan.params, run_prefix="generalisation.technical"),
         cell_type_key=params["cell_type_key"],
         study_key=technical["study_key"],
         studies=tuple(technical["studies"]) if technical["studies"] else None,
         stratify_keys=technical["stratify_keys"],
         min_cells=technical["min_cells"],
-        seed=params["seed"],
+        seed=plan.seed,
         **params["comparison"],
     )
     return results[TECHNICAL_COLUMNS]
 
 
 def _mean_sd(summary: pd.DataFrame, column: str) -> pd.Series:
-    return (
-        summary[f"{column}_mean"].map("{:.3f}".format)
-        + " ± "
-        + summary[f"{column}_std"].fillna(0.0).map("{:.3f}".format)
+    """'mean ± SD' strings (just the mean when there is a single resample)."""
+    means, sds = summary[f"{column}_mean"], summary[f"{column}_std"]
+    return pd.Series(
+        [
+            f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}"
+            for m, s in zip(means, sds, strict=True)
+        ],
+        index=summary.index,
     )
 
 
@@ -189,7 +229,8 @@ def _biological_part(results: pd.DataFrame, params: dict[str, Any]) -> ReportSec
             f"{len(summary)} cell types (paper: {PAPER_MEAN_TOP50_OVERLAP} on the full Kang data)."
         ),
         notes=[
-            f"Full model: {results['full_model'].iloc[0]}.",
+            f"Full model: {results['full_model'].iloc[0]}; every fit: "
+            f"{results['settings'].iloc[0]}.",
             "Each resample draws the held-out type's stimulated cells with replacement "
             f"({params['comparison']['n_cells'] or 'as many as there are'} per resample) and "
             "compares stimulated vs control of that type under both models with the same random "

@@ -224,46 +224,87 @@ def _reconstruction_part(
 # --- gene-module activity (VEGA) ---------------------------------------------------------------
 
 
-def _comparison_rows(differential: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
-    name = f"{settings['groupby']}:{settings['group1']}_vs_{settings['group2'] or 'rest'}"
-    rows = differential[differential["comparison"] == name]
-    if rows.empty:
-        raise GenevaeInputError(
-            f"vega_differential_activity has no comparison {name!r} (it has "
-            f"{sorted(differential['comparison'].unique())}); add it to "
-            "vega.analysis.comparisons or change evaluation.vega.module_activity."
-        )
-    return rows
+def _contrast(vega_analysis: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The vega comparison to evaluate: ``settings.comparison`` or vega's GSEA contrast."""
+    name = settings.get("comparison") or vega_analysis["gsea"]["comparison"]
+    for comparison in vega_analysis["comparisons"]:
+        group2 = comparison.get("group2") or "rest"
+        default = f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
+        if (comparison.get("name") or default) == name:
+            gsea_contrast = name == vega_analysis["gsea"]["comparison"]
+            return comparison | {"name": name, "is_gsea_contrast": gsea_contrast}
+    raise GenevaeInputError(
+        f"evaluation.vega.module_activity.comparison={name!r} is not one of "
+        "vega.analysis.comparisons; name one of them."
+    )
+
+
+def _contrast_cells(adata: AnnData, contrast: dict[str, Any], cell_type_key: str) -> AnnData:
+    if not contrast.get("cell_types"):
+        return adata
+    return adata[adata.obs[cell_type_key].astype(str).isin(contrast["cell_types"]).to_numpy()]
+
+
+def _gsea_table(
+    saved: Loaded | None,
+    cells: AnnData,
+    contrast: dict[str, Any],
+    gene_sets: dict[str, list[str]],
+    bf_rows: pd.DataFrame,
+    settings: dict[str, Any],
+) -> tuple[pd.DataFrame, str]:
+    """The vega pipeline's GSEA comparison when it is of this contrast, else a fresh prerank."""
+    if (
+        saved is not None
+        and contrast["is_gsea_contrast"]
+        and set(saved.data["module"]) >= set(gene_sets)
+    ):
+        return saved.data, f"GSEA from the vega pipeline ({saved.source} {saved.version})"
+    groups = (contrast["groupby"], contrast["group1"], contrast.get("group2"))
+    gsea = run_prerank(wilcoxon_ranking(cells, *groups), gene_sets, **settings["gsea"])
+    table = compare_gsea_with_bayes_factors(
+        gsea, bf_rows, exclude_prefix=settings["exclude_prefix"]
+    )
+    return table, "GSEA pre-rank computed here on the model's gene modules"
 
 
 def module_activity(
     differential: Loaded | None,
+    gsea: Loaded | None,
     model: Loaded | None,
     encoded: Loaded | None,
+    vega_analysis: dict[str, Any],
     params: dict[str, Any],
 ) -> tuple[ReportSection, pd.DataFrame]:
     """VEGA's Bayes factors against GSEA pre-rank and a module-score test, with size bias.
 
-    All three score the same modules (the model's mask) on the same cells and comparison.
+    All three score the model's modules on the same cells and contrast (by default the
+    vega pipeline's GSEA contrast, the paper's innate cells stimulated vs control).
     """
     if differential is None or model is None or encoded is None:
         return absent_part(), pd.DataFrame(columns=["module"])
     settings = params["module_activity"]
-    adata, exclude = encoded.data, settings["exclude_prefix"]
-    gene_sets = gene_sets_of(model.data, exclude)
-    groups = (settings["groupby"], settings["group1"], settings["group2"])
-    ranking = wilcoxon_ranking(adata, *groups)
-    gsea = run_prerank(ranking, gene_sets, **settings["gsea"])
-    table = compare_gsea_with_bayes_factors(
-        gsea, _comparison_rows(differential.data, settings), exclude_prefix=exclude
-    )
+    contrast = _contrast(vega_analysis, settings)
+    cells = _contrast_cells(encoded.data, contrast, vega_analysis["cell_type_key"])
+    gene_sets = gene_sets_of(model.data, settings["exclude_prefix"])
+    bf_rows = differential.data[differential.data["comparison"] == contrast["name"]]
+    if bf_rows.empty:
+        return section_part(
+            notes=[
+                f"Module activity not scored: {differential.source} {differential.version} has "
+                f"no comparison {contrast['name']!r} (it has "
+                f"{sorted(differential.data['comparison'].unique())}); re-run the vega pipeline."
+            ]
+        ), pd.DataFrame(columns=["module"])
+    table, gsea_origin = _gsea_table(gsea, cells, contrast, gene_sets, bf_rows, settings)
+    table = table[table["module"].isin(gene_sets)]
     score_settings = dict(settings["module_score"])
     test = score_settings.pop("test")
     tested = differential_module_scores(
-        module_scores(adata, gene_sets, **score_settings),
-        adata.obs[settings["groupby"]].astype(str),
-        settings["group1"],
-        settings["group2"],
+        module_scores(cells, gene_sets, **score_settings),
+        cells.obs[contrast["groupby"]].astype(str),
+        contrast["group1"],
+        contrast.get("group2"),
         test=test,
     )
     table = table.merge(
@@ -273,7 +314,9 @@ def module_activity(
         on="module",
         how="left",
     )
-    return _module_part(table, params), table
+    part = _module_part(table, params, contrast)
+    part.notes.append(f"{gsea_origin}; contrast {contrast['name']} on {cells.n_obs} cells.")
+    return part, table
 
 
 def _module_calls(table: pd.DataFrame, settings: dict[str, Any], model: str) -> pd.DataFrame:
@@ -345,9 +388,11 @@ def _module_tables(metrics: pd.DataFrame, settings: dict[str, Any]) -> list[Tabl
     ]
 
 
-def _module_part(table: pd.DataFrame, params: dict[str, Any]) -> ReportSection:
+def _module_part(
+    table: pd.DataFrame, params: dict[str, Any], contrast: dict[str, Any]
+) -> ReportSection:
     settings, model = params["module_activity"], params["model"]
-    comparison = f"{settings['group1']} vs {settings['group2'] or 'rest'} ({settings['groupby']})"
+    comparison = contrast["name"]
     metrics = _module_metrics(table, _module_calls(table, settings, model), model)
     top = table.sort_values(["abs_ln_bf", "neg_log10_fdr"], ascending=False).head(20)
     size_scores = {

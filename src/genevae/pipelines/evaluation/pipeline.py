@@ -1,19 +1,20 @@
 """evaluation: score every model that has run, beside baselines, into one HTML report.
 
-Namespaced sub-pipelines (visible as groups in kedro-viz, runnable alone with ``--namespaces``):
+One modular pipeline per part, each under its own namespace (its nodes and datasets are
+prefixed ``evaluation.<part>.``; kedro-viz shows them as groups; ``--namespaces`` runs them):
 
-- ``evaluation.vega``, ``evaluation.tybalt``: latent quality and reconstruction beside a
-  PCA baseline (VEGA adds gene-module activity against GSEA and module scores);
+- ``evaluation.vega``, ``evaluation.tybalt``: latent quality and reconstruction beside PCA and
+  gene-mean baselines (VEGA adds gene-module activity against GSEA and module scores);
 - ``evaluation.gpo_vae``: the gpo_vae pipeline's perturbation/GRN table with its baselines;
 - ``evaluation.generalisation``: VEGA's biological and technical generalisation (Fig. 4);
 - ``evaluation.benchmark``: recovery of planted modules on synthetic data;
-- ``evaluation.report``: the HTML report, cross-model table and MLflow metrics.
+- ``evaluation.report``: the HTML report, cross-model tables and MLflow metrics.
 
-Model outputs are read through ``OptionalDataset`` entries (``evaluation.<model>.*``), so a
-model that has not run yields a "not run yet" section instead of a failure. Each namespace
-saves its section; the report reads the latest saved sections, so
-``kedro run --pipeline evaluation --namespaces evaluation.tybalt,evaluation.report`` refreshes
-one model and keeps the others from earlier runs.
+Model outputs are read through ``OptionalDataset`` entries (``evaluation.<model>.<output>``
+in catalog_evaluation.yml), so a model that has not run yields a "not run yet" section rather
+than a failed run. Every part saves its section; the report reads the latest saved section of
+each, so ``kedro run --pipeline evaluation --namespaces evaluation.tybalt,evaluation.report``
+refreshes one part and keeps the others from earlier runs.
 """
 
 from kedro.pipeline import Node, Pipeline
@@ -23,32 +24,30 @@ from genevae.pipelines.evaluation import experiments, nodes, report
 from genevae.pipelines.vega.nodes import select_collection
 
 SECTIONS = ("vega", "generalisation", "benchmark", "tybalt", "gpo_vae")
-REPORT_PARAMS = "params:evaluation.report"
+REPORT = "params:evaluation.report"
 
 
-def _namespaced(name: str, node_list: list[Node]) -> Pipeline:
+def _part(name: str, node_list: list[Node], *, inputs: dict[str, str] | None = None) -> Pipeline:
+    """Namespace ``evaluation.<name>``: local dataset names get the prefix; ``inputs`` maps
+    local names to outside datasets; the (fully qualified) parameters keep their names."""
+    parameters = {i for node in node_list for i in node.inputs if i.startswith("params:")}
     return Pipeline(
         node_list,
         namespace=f"evaluation.{name}",
-        prefix_datasets_with_namespace=False,
+        inputs=inputs or {},
+        parameters=parameters,
         tags=["evaluation"],
     )
 
 
 def _section_nodes(name: str, lineage_inputs: list[str], parts: list[str]) -> list[Node]:
-    """Provenance of the optional inputs, then the saved section and metrics table."""
-    prefix = f"evaluation.{name}"
+    """Provenance of the optional inputs, then the saved section and its metrics table."""
     return [
-        Node(
-            nodes.provenance,
-            inputs=[REPORT_PARAMS, *lineage_inputs],
-            outputs=f"{prefix}.lineage",
-            name="provenance",
-        ),
+        Node(nodes.provenance, [REPORT, *lineage_inputs], "lineage", name="provenance"),
         Node(
             nodes.assemble_section,
-            inputs=[f"params:{prefix}.section", REPORT_PARAMS, f"{prefix}.lineage", *parts],
-            outputs=[f"{prefix}.section", f"{prefix}.metrics"],
+            [f"params:evaluation.{name}.section", REPORT, "lineage", *parts],
+            ["section", "metrics"],
             name="assemble_section",
         ),
     ]
@@ -56,131 +55,119 @@ def _section_nodes(name: str, lineage_inputs: list[str], parts: list[str]) -> li
 
 def latent_model_pipeline(name: str, *, modules: bool = False) -> Pipeline:
     """Latent quality + reconstruction (+ module activity) of a model with a latent space."""
-    prefix, params = f"evaluation.{name}", f"params:evaluation.{name}"
-    model, encoded = f"{prefix}.model", f"{prefix}.encoded"
+    settings = f"params:evaluation.{name}"
     node_list = [
         Node(
             nodes.latent_and_reconstruction,
-            [model, encoded, params],
-            [f"{prefix}.latent_part", f"{prefix}.reconstruction_part", f"{prefix}.gene_errors"],
+            ["model", "encoded", settings],
+            ["latent_part", "reconstruction_part", "gene_errors"],
             name="latent_and_reconstruction",
-        ),
+        )
     ]
-    parts = [f"{prefix}.latent_part", f"{prefix}.reconstruction_part"]
-    lineage = [model, encoded]
+    parts, lineage = ["latent_part", "reconstruction_part"], ["model", "encoded"]
     if modules:
         node_list.append(
             Node(
                 nodes.module_activity,
-                [f"{prefix}.differential_activity", model, encoded, params],
-                [f"{prefix}.module_part", f"{prefix}.module_comparison"],
+                [
+                    "differential_activity",
+                    "gsea_comparison",
+                    "model",
+                    "encoded",
+                    "params:vega.analysis",
+                    settings,
+                ],
+                ["module_part", "module_comparison"],
                 name="module_activity",
-            )
+            )  # fmt: skip
         )
-        parts.append(f"{prefix}.module_part")
-        lineage.append(f"{prefix}.differential_activity")
-    return _namespaced(name, node_list + _section_nodes(name, lineage, parts))
+        parts.append("module_part")
+        lineage += ["differential_activity", "gsea_comparison"]
+    return _part(name, node_list + _section_nodes(name, lineage, parts))
 
 
 def gpo_vae_pipeline() -> Pipeline:
     """GPO-VAE's own comparison table (variants, baselines, noise ceiling) into a section."""
-    comparison = "evaluation.gpo_vae.comparison"
-    return _namespaced(
-        "gpo_vae",
-        [
-            Node(
-                nodes.gpo_vae_results,
-                [comparison, "params:evaluation.gpo_vae"],
-                "evaluation.gpo_vae.results_part",
-                name="gpo_vae_results",
-            ),
-            *_section_nodes("gpo_vae", [comparison], ["evaluation.gpo_vae.results_part"]),
-        ],
-    )
+    node_list = [
+        Node(
+            nodes.gpo_vae_results,
+            ["comparison", "params:evaluation.gpo_vae"],
+            "results_part",
+            name="gpo_vae_results",
+        ),
+        *_section_nodes("gpo_vae", ["comparison"], ["results_part"]),
+    ]
+    return _part("gpo_vae", node_list)
 
 
 def generalisation_pipeline() -> Pipeline:
-    """VEGA Fig. 4 on the processed Kang data with the vega parameters (same mask, same model)."""
-    prefix, params = "evaluation.generalisation", "params:evaluation.generalisation"
+    """VEGA Fig. 4 on the processed Kang data, with the trained model's own settings."""
+    settings = "params:evaluation.generalisation"
     masks = {c: f"kang_gene_module_mask_{c}" for c in GENE_SET_COLLECTIONS}
-    mask = f"{prefix}.gene_module_mask"
-    return _namespaced(
+    shared = ["kang_processed", "gene_module_mask", "vega_model", "params:vega", settings]
+    node_list = [
+        Node(
+            select_collection,
+            {"collection": "params:vega.gene_module_collection", **masks},
+            "gene_module_mask",
+            name="select_gene_module_mask",
+        ),
+        Node(experiments.biological_experiment, shared, "biological", name="biological"),
+        Node(experiments.technical_experiment, shared, "technical", name="technical"),
+        Node(
+            experiments.generalisation_parts,
+            ["biological", "technical", settings],
+            "part",
+            name="generalisation_tables",
+        ),
+        *_section_nodes("generalisation", [], ["part"]),
+    ]
+    return _part(
         "generalisation",
-        [
-            Node(
-                select_collection,
-                {"collection": "params:vega.gene_module_collection", **masks},
-                mask,
-                name="select_gene_module_mask",
-            ),
-            Node(
-                experiments.biological_experiment,
-                ["kang_processed", mask, "evaluation.vega.model", "params:vega", params],
-                f"{prefix}.biological",
-                name="biological_generalisation",
-            ),
-            Node(
-                experiments.technical_experiment,
-                ["kang_processed", mask, "params:vega", params],
-                f"{prefix}.technical",
-                name="technical_generalisation",
-            ),
-            Node(
-                experiments.generalisation_parts,
-                [f"{prefix}.biological", f"{prefix}.technical", params],
-                f"{prefix}.part",
-                name="generalisation_tables",
-            ),
-            *_section_nodes("generalisation", [], [f"{prefix}.part"]),
-        ],
+        node_list,
+        inputs={"vega_model": "evaluation.vega.model", "kang_processed": "kang_processed"}
+        | {mask: mask for mask in masks.values()},
     )
 
 
 def benchmark_pipeline() -> Pipeline:
     """Planted-module recovery on synthetic data sets of several sizes."""
-    prefix, params = "evaluation.benchmark", "params:evaluation.benchmark"
-    return _namespaced(
-        "benchmark",
-        [
-            Node(
-                experiments.planted_module_benchmark,
-                ["params:vega", params],
-                f"{prefix}.results",
-                name="planted_module_benchmark",
-            ),
-            Node(
-                experiments.benchmark_part,
-                [f"{prefix}.results", params],
-                f"{prefix}.part",
-                name="benchmark_tables",
-            ),
-            *_section_nodes("benchmark", [], [f"{prefix}.part"]),
-        ],
-    )
+    settings = "params:evaluation.benchmark"
+    node_list = [
+        Node(
+            experiments.planted_module_benchmark,
+            ["params:vega", settings],
+            "results",
+            name="planted_module_benchmark",
+        ),
+        Node(experiments.benchmark_part, ["results", settings], "part", name="benchmark_tables"),
+        *_section_nodes("benchmark", [], ["part"]),
+    ]
+    return _part("benchmark", node_list)
 
 
 def report_pipeline() -> Pipeline:
     """All saved sections → HTML report, comparison tables, MLflow metrics."""
-    return _namespaced(
-        "report",
-        [
-            Node(
-                report.build_report,
-                [
-                    REPORT_PARAMS,
-                    "params:evaluation",
-                    *(f"evaluation.{s}.section" for s in SECTIONS),
-                ],
-                [
-                    "evaluation_report",
-                    "evaluation_scores",
-                    "evaluation_model_comparison",
-                    "evaluation_model_comparison_markdown",
-                    "evaluation_metrics",
-                ],
-                name="build_report",
-            )
-        ],
+    outputs = [
+        "evaluation_report",
+        "evaluation_scores",
+        "evaluation_model_comparison",
+        "evaluation_model_comparison_markdown",
+        "evaluation_metrics",
+    ]
+    build = Node(
+        report.build_report,
+        [REPORT, "params:evaluation", *(f"{s}_section" for s in SECTIONS)],
+        outputs,
+        name="build_report",
+    )
+    return Pipeline(
+        [build],
+        namespace="evaluation.report",
+        inputs={f"{s}_section": f"evaluation.{s}.section" for s in SECTIONS},
+        outputs=set(outputs),
+        parameters={REPORT, "params:evaluation"},
+        tags=["evaluation"],
     )
 
 

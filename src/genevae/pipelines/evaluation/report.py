@@ -53,9 +53,10 @@ def _run_inputs(run: dict[str, str] | None, ui_url: str, known: set[str]) -> lis
 def _mlflow_metrics(metrics: pd.DataFrame) -> dict[str, dict[str, float]]:
     headline = metrics[metrics["headline"].astype(bool)]
     return {
-        mlflow_metric_name(
-            "evaluation", row.model, row.family, row.metric, row.subset, row.method
-        ): {"value": float(row.value), "step": 0}
+        mlflow_metric_name(row.model, row.family, row.metric, row.subset, row.method): {
+            "value": float(row.value),
+            "step": 0,
+        }
         for row in headline.itertuples()
         if row.value is not None and np.isfinite(float(row.value))
     }

@@ -591,25 +591,15 @@ PARAMETERS = [
     ),
 ]
 
-KNOWN_GAPS = [
-    pytest.param(
-        Case(
-            "vega-encode-with-missing-genes",
-            lambda t, m: partial(nodes.encode_module_activities, _bundle(), _adata()[:, 5:].copy()),
-            r"GENE_0000",
-        ),
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=KeyError,
-            reason="encode_module_activities indexes adata[:, bundle.gene_names] and anndata raises "
-            "a KeyError listing every gene; the node (pipelines/vega, lead-owned) should check "
-            "the genes and raise GenevaeInputError naming the missing ones",
-        ),
-        id="vega-encode-with-missing-genes",
+INFERENCE = [
+    Case(
+        "vega-encode-with-missing-genes",
+        lambda t, m: partial(nodes.encode_module_activities, _bundle(), _adata()[:, 5:].copy()),
+        r"GENE_0000",
     )
 ]
 
-CASES = [pytest.param(case, id=case.id) for case in FILES + DATA + PARAMETERS] + KNOWN_GAPS
+CASES = [pytest.param(case, id=case.id) for case in FILES + DATA + PARAMETERS + INFERENCE]
 
 
 def test_the_table_covers_at_least_30_distinct_cases() -> None:

@@ -59,13 +59,6 @@ def test_same_seed_gives_bit_identical_latent_and_bayes_factors() -> None:
     assert set(table_a["module"]) == set(mask.columns)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="train_vega builds VEGA (random initial weights) before train_model seeds torch, and "
-    "torch seeds every new process randomly, so two `kedro run`s with the same seed differ; "
-    "seeding before the model is built (pipelines/vega/nodes.py, lead-owned) fixes it",
-)
 def test_vega_train_node_is_bit_identical_across_runs() -> None:
     synthetic = tiny_modules()
     mask = tiny_mask(synthetic)
@@ -77,13 +70,6 @@ def test_vega_train_node_is_bit_identical_across_runs() -> None:
     np.testing.assert_array_equal(latents[0], latents[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="InMemoryBatches restarts its shuffle counter at epoch 0 in the resumed process, so "
-    "epochs after a resume reuse earlier orders; letting Lightning set the epoch "
-    "(training/batches.py, lead-owned) fixes it. Resume itself works (test_kill_and_resume).",
-)
 def test_resumed_training_is_bit_identical_to_uninterrupted_training(tmp_path) -> None:
     synthetic = tiny_modules()
     mask = tiny_mask(synthetic)

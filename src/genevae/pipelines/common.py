@@ -6,6 +6,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import anndata as ad
+import lightning as L
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -28,6 +30,40 @@ def _matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix:
             "run data_processing to create it or change the layer parameter."
         )
     return adata.layers[layer]
+
+
+def seed_model_init(training_params: dict[str, Any]) -> None:
+    """Seed torch & co. before a model is built, so its initial weights follow the seed too."""
+    L.seed_everything(TrainingSettings.from_params(training_params).seed, verbose=False)
+
+
+def align_genes(adata: AnnData, gene_names: Sequence[str], missing: str = "error") -> AnnData:
+    """``adata`` with columns in the trained gene order (matched by name).
+
+    ``missing="error"`` names the absent genes; ``"zero"`` fills them with zeros (in X and every
+    layer), for data measured on a slightly different gene panel.
+    """
+    absent = pd.Index(gene_names).difference(adata.var_names)
+    if len(absent) == 0:
+        return adata[:, list(gene_names)]
+    if missing != "zero":
+        raise GenevaeInputError(
+            f"{len(absent)} of the model's {len(gene_names)} genes are missing from the data, "
+            f"e.g. {list(absent[:10])}; use data with these genes, or set missing genes to "
+            "'zero' to fill them with zeros."
+        )
+    logger.warning("Filling %d missing genes with zeros: %s", len(absent), list(absent[:10]))
+    filler = AnnData(
+        X=sp.csr_matrix((adata.n_obs, len(absent)), dtype=np.float32),
+        obs=adata.obs[[]],
+        var=pd.DataFrame(index=absent),
+        layers={
+            key: sp.csr_matrix((adata.n_obs, len(absent)), dtype=np.float32) for key in adata.layers
+        },
+    )
+    combined = ad.concat([adata, filler], axis=1, merge="first")
+    combined.obs = adata.obs
+    return combined[:, list(gene_names)]
 
 
 def one_hot_covariates(obs: pd.DataFrame, keys: Sequence[str]) -> np.ndarray | None:

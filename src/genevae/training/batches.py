@@ -66,8 +66,10 @@ def _rows(source: torch.Tensor | sp.csr_matrix, index: np.ndarray) -> torch.Tens
 class InMemoryBatches:
     """Iterable of ``dict[str, Tensor]`` batches over :class:`TensorData`.
 
-    Shuffles with its own seeded generator every epoch; under DDP each process takes an
-    interleaved shard of the permutation, so no sampler needs replacing.
+    Shuffles with its own generator seeded by ``(seed, epoch)``; the trainer sets the epoch
+    (:meth:`set_epoch`, as for a distributed sampler), so a resumed run replays exactly the
+    orders of an uninterrupted one. Under DDP each process takes an interleaved shard of the
+    permutation, so no sampler needs replacing.
     """
 
     def __init__(
@@ -90,6 +92,10 @@ class InMemoryBatches:
         self.drop_last = drop_last
         self.seed = seed
         self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the shuffle of ``epoch`` (the training loop calls this before each epoch)."""
+        self.epoch = epoch
 
     def _shard(self, order: np.ndarray) -> np.ndarray:
         if dist.is_available() and dist.is_initialized():
@@ -122,7 +128,6 @@ class InMemoryBatches:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         order = self._order()
-        self.epoch += 1
         for start, stop in self._bounds():
             index = np.sort(order[start:stop])
             yield {key: _rows(source, index) for key, source in self.sources.items()}

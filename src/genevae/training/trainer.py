@@ -149,6 +149,23 @@ class EpochHistory(Callback):
         return pd.DataFrame(self.rows, columns=["epoch", "split", "term", "value"])
 
 
+class EpochSeeding(Callback):
+    """Derives each epoch's randomness from ``(seed, epoch)``: the shuffle and torch's RNG.
+
+    Sampling noise and dropout then do not depend on how many epochs ran in this process,
+    so a run resumed from a checkpoint is bit-identical to an uninterrupted one (on CPU).
+    """
+
+    def __init__(self, batches: InMemoryBatches, seed: int) -> None:
+        self.batches = batches
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        self.batches.set_epoch(epoch)
+        torch.manual_seed(hash((self.seed, epoch)) % 2**63)
+
+
 def _log_epoch_to_mlflow(metrics: dict[str, float], epoch: int) -> None:
     import mlflow
 
@@ -214,6 +231,10 @@ def train_model(
     )
     history = EpochHistory(log_to_mlflow=log_to_mlflow)
     has_validation = val_data is not None and len(val_data) > 0
+    train_batches = InMemoryBatches(train_data, settings.batch_size, seed=settings.seed)
+    val_batches = (
+        InMemoryBatches(val_data, settings.batch_size, shuffle=False) if has_validation else None
+    )
     trainer = L.Trainer(
         max_epochs=settings.max_epochs,
         accelerator=settings.accelerator,
@@ -222,17 +243,17 @@ def train_model(
         precision=settings.precision,
         deterministic=settings.deterministic,
         gradient_clip_val=settings.gradient_clip_val,
-        callbacks=[history, *_callbacks(settings, has_validation)],
+        callbacks=[
+            history,
+            EpochSeeding(train_batches, settings.seed),
+            *_callbacks(settings, has_validation),
+        ],
         enable_checkpointing=settings.checkpoint_dir is not None,
         enable_progress_bar=settings.progress_bar,
         enable_model_summary=False,
         logger=False,
         num_sanity_val_steps=0,
         default_root_dir=settings.checkpoint_dir,
-    )
-    train_batches = InMemoryBatches(train_data, settings.batch_size, seed=settings.seed)
-    val_batches = (
-        InMemoryBatches(val_data, settings.batch_size, shuffle=False) if has_validation else None
     )
     # weights_only: a checkpoint is data; never run code from a (possibly planted) .ckpt file
     trainer.fit(

@@ -27,6 +27,7 @@ from genevae.pipelines.common import (
     final_metrics,
     fit_model_on_split,
     obs_split_indices,
+    seed_model_init,
     train_validation_split,
 )
 from genevae.plotting.latent import activation_distributions, embedding_scatter
@@ -49,6 +50,7 @@ def train_tybalt(
     data = expression_data(adata)
     seed = training_params.get("seed", 0)
     train_index, validation_index = _split(adata.obs, validation_params, seed)
+    seed_model_init(training_params)
     model = Tybalt(n_genes=adata.n_vars, **model_params)
     bundle, history = fit_model_on_split(
         model,

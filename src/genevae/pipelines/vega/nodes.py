@@ -16,7 +16,13 @@ from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
 from genevae.models.vega import VEGA
-from genevae.pipelines.common import expression_data, final_metrics, fit_model
+from genevae.pipelines.common import (
+    align_genes,
+    expression_data,
+    final_metrics,
+    fit_model,
+    seed_model_init,
+)
 from genevae.plotting.latent import embedding_scatter
 from genevae.plotting.modules import gsea_vs_bayes_factor, module_scatter, module_violins, volcano
 from genevae.plotting.training import training_curves
@@ -48,6 +54,7 @@ def train_vega(
     """Build VEGA on the mask's modules and train it on a seeded 80/20 split."""
     mask = _aligned_mask(adata, mask)
     model_params = dict(params["model"])
+    seed_model_init(params["training"])
     counts_layer = "counts" if model_params.get("likelihood") == "nb" else None
     covariate_keys = list(params.get("covariate_keys") or [])
     data = expression_data(adata, counts_layer=counts_layer, covariate_keys=covariate_keys)
@@ -70,9 +77,15 @@ def train_vega(
     return bundle, history, final_metrics(history)
 
 
-def encode_module_activities(bundle: ModelBundle, adata: AnnData) -> AnnData:
-    """Cells × modules posterior means in ``obsm["X_vega"]``, module names in ``uns``."""
-    data = _bundle_data(bundle, adata)
+def encode_module_activities(
+    bundle: ModelBundle, adata: AnnData, missing_genes: str = "error"
+) -> AnnData:
+    """Cells × modules posterior means in ``obsm["X_vega"]``, module names in ``uns``.
+
+    Works out of sample: genes are matched by name; absent genes raise an error naming them,
+    or are zero-filled with ``missing_genes="zero"``.
+    """
+    data = _bundle_data(bundle, adata, missing_genes)
     latent = encode(bundle.model, data)
     result = adata.copy()
     result.obsm["X_vega"] = latent.astype(np.float32)
@@ -80,11 +93,11 @@ def encode_module_activities(bundle: ModelBundle, adata: AnnData) -> AnnData:
     return result
 
 
-def _bundle_data(bundle: ModelBundle, adata: AnnData):
+def _bundle_data(bundle: ModelBundle, adata: AnnData, missing_genes: str = "error"):
     model_config = bundle.model.config
     counts_layer = "counts" if model_config.get("likelihood") == "nb" else None
     return expression_data(
-        adata[:, bundle.gene_names],
+        align_genes(adata, bundle.gene_names, missing_genes),
         counts_layer=counts_layer,
         covariate_keys=bundle.metadata.get("covariate_keys", []),
     )

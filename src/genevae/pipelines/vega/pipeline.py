@@ -32,7 +32,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.encode_module_activities,
-                inputs=["vega_model", "kang_processed"],
+                inputs=["vega_model", "kang_processed", "params:vega.missing_genes"],
                 outputs="vega_module_activities",
                 name="encode_module_activities",
             ),

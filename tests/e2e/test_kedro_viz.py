@@ -1,0 +1,164 @@
+"""kedro-viz on a project where data_processing and vega have run: every pipeline is drawn
+with all its nodes, layers follow the data flow, and dataset previews open.
+
+Screenshots go to tests/e2e/artifacts/kedro_viz_*.png.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+from tests.e2e.browser import Server, browse, text_of
+from tests.e2e.fixtures import all_pipelines
+
+pytest_plugins = ["tests.e2e.fixtures"]
+
+LAYERS = (
+    "raw",
+    "intermediate",
+    "primary",
+    "feature",
+    "model_input",
+    "models",
+    "model_output",
+    "reporting",
+)
+# Types that hold no file of their own (metrics go to MLflow, memory stays in memory).
+UNLAYERED_TYPES = ("MemoryDataset", "MlflowMetricsHistoryDataset", "MlflowMetricDataset")
+
+
+@pytest.fixture(scope="module")
+def viz(ui_servers: dict[str, Server]) -> Server:
+    return ui_servers["kedro_viz"]
+
+
+def _ids_by_name(graph: dict[str, Any]) -> dict[str, str]:
+    return {node["name"]: node["id"] for node in graph["nodes"] if node["type"] == "data"}
+
+
+@pytest.mark.browser
+def test_every_pipeline_is_drawn_with_all_its_nodes(
+    viz: Server, chromium: str, artifacts_dir: Path
+) -> None:
+    registered = all_pipelines()
+    assert {p["id"] for p in viz.get("/api/main")["pipelines"]} == set(registered)
+
+    for name, pipeline in registered.items():
+        expected = Counter(node.name.rsplit(".", 1)[-1] for node in pipeline.nodes)
+        if not expected:
+            continue  # a placeholder pipeline has nothing to draw yet
+        graph = viz.get(f"/api/pipelines/{name}")
+        tasks = [node for node in graph["nodes"] if node["type"] == "task"]
+        assert Counter(node["name"] for node in tasks) == expected, name
+        if name != "__default__":
+            untagged = [node["name"] for node in tasks if name not in node["tags"]]
+            assert not untagged, f"{name} nodes without the {name!r} tag: {untagged}"
+
+        dom = browse(
+            chromium,
+            f"{viz.url}/?pid={name}&expandAllPipelines=true",
+            screenshot=artifacts_dir / f"kedro_viz_{name}.png",
+            window=(1920, 1200),
+        )
+        drawn = set(text_of(dom, "pipeline-node__text"))
+        assert set(expected) <= drawn, f"{name}: not drawn {set(expected) - drawn}"
+
+
+@pytest.mark.browser
+def test_layers_follow_the_data_flow(viz: Server) -> None:
+    for name in all_pipelines():
+        graph = viz.get(f"/api/pipelines/{name}")
+        nodes = {node["id"]: node for node in graph["nodes"]}
+        for node in nodes.values():
+            if node["type"] == "data" and not node["dataset_type"].endswith(UNLAYERED_TYPES):
+                assert node["layer"] in LAYERS, f"{node['name']} has layer {node['layer']!r}"
+        inputs: dict[str, list[str]] = {}
+        outputs: dict[str, list[str]] = {}
+        for edge in graph["edges"]:
+            source, target = nodes.get(edge["source"]), nodes.get(edge["target"])
+            if source is None or target is None:
+                continue
+            if target["type"] == "task" and source.get("layer"):
+                inputs.setdefault(target["id"], []).append(source)
+            if source["type"] == "task" and target.get("layer"):
+                outputs.setdefault(source["id"], []).append(target)
+        for task_id, produced in outputs.items():
+            for before in inputs.get(task_id, []):
+                for after in produced:
+                    assert LAYERS.index(before["layer"]) <= LAYERS.index(after["layer"]), (
+                        f"{before['name']} ({before['layer']}) → {nodes[task_id]['name']} → "
+                        f"{after['name']} ({after['layer']})"
+                    )
+
+
+@pytest.mark.browser
+def test_a_user_can_follow_a_raw_file_to_the_bayes_factors(viz: Server) -> None:
+    graph = viz.get("/api/pipelines/__default__")
+    ids = _ids_by_name(graph)
+    children: dict[str, set[str]] = {}
+    for edge in graph["edges"]:
+        children.setdefault(edge["source"], set()).add(edge["target"])
+    reached, frontier = set(), [ids["kang_raw"]]
+    while frontier:
+        node = frontier.pop()
+        if node not in reached:
+            reached.add(node)
+            frontier.extend(children.get(node, ()))
+    assert ids["vega_differential_activity"] in reached
+
+
+@pytest.mark.browser
+def test_dataset_previews_open(viz: Server, chromium: str, artifacts_dir: Path) -> None:
+    ids = _ids_by_name(viz.get("/api/pipelines/vega"))
+
+    table = viz.get(f"/api/nodes/{ids['vega_differential_activity']}")
+    assert table["preview_type"] == "TablePreview"
+    assert {"module", "ln_bf"} <= set(table["preview"]["columns"])
+    assert len(table["preview"]["data"]) == 20  # preview_args.nrows in catalog_vega.yml
+
+    cells = viz.get(f"/api/nodes/{ids['kang_processed']}")
+    assert cells["preview_type"] == "TablePreview"  # AnnDataDataset.preview: head of obs
+    assert {"obs_name", "cell_type", "condition"} <= set(cells["preview"]["columns"])
+
+    figure = viz.get(f"/api/nodes/{ids['vega_training_curves']}")
+    assert figure["preview_type"] == "ImagePreview"
+    assert base64.b64decode(figure["preview"]).startswith(b"\x89PNG")
+
+    dom = browse(
+        chromium,
+        f"{viz.url}/?pid=vega&sid={ids['vega_differential_activity']}",
+        screenshot=artifacts_dir / "kedro_viz_preview_table.png",
+    )
+    assert "Expand preview" in dom and "ln_bf" in dom and "REACTOME_" in dom
+    dom = browse(
+        chromium,
+        f"{viz.url}/?pid=vega&sid={ids['vega_training_curves']}",
+        screenshot=artifacts_dir / "kedro_viz_preview_figure.png",
+    )
+    assert 'pipeline-metadata__plot-image" src="data:image/png;base64,' in dom
+
+
+def test_catalog_entries_have_a_layer_and_a_working_preview() -> None:
+    """Static: every stored dataset sits on a data layer; figure folders switch preview off.
+
+    A MatplotlibDataset saving a dict of figures writes a folder, which kedro-viz cannot
+    preview (it would log an IsADirectoryError for every click).
+    """
+    for path in sorted((PROJECT_ROOT / "conf" / "base").glob("catalog*.yml")):
+        for name, entry in (yaml.safe_load(path.read_text()) or {}).items():
+            if name.startswith("_") or str(entry["type"]).endswith(UNLAYERED_TYPES):
+                continue
+            viz_meta = (entry.get("metadata") or {}).get("kedro-viz") or {}
+            assert viz_meta.get("layer") in LAYERS, f"{path.name}: {name} has no valid layer"
+            figure_folder = (
+                entry["type"].endswith("MatplotlibDataset") and not Path(entry["filepath"]).suffix
+            )
+            if figure_folder:
+                assert viz_meta.get("preview") is False, f"{path.name}: {name} needs preview: false"

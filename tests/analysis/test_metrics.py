@@ -63,6 +63,22 @@ def test_knn_accuracy_is_perfect_on_separated_clusters_and_chance_on_noise():
     assert metrics.knn_chance(noise, ["a"] * 300 + ["b"] * 100) == 0.75
 
 
+def test_knn_accuracy_shrinks_folds_and_k_for_a_handful_of_samples():
+    # 12 bulk samples, 2 of one label: 2-fold CV with k = 6 (the training-fold size)
+    latent = np.vstack([np.zeros((10, 2)), np.full((2, 2), 9.0)]) + np.arange(12)[:, None] * 0.01
+    labels = ["BRCA"] * 10 + ["READ"] * 2
+    assert metrics.knn_accuracy(latent, labels, k=15, n_folds=5) == pytest.approx(10 / 12)
+
+
+def test_latent_scores_are_nan_where_the_data_cannot_support_them():
+    obs = pd.DataFrame({"tissue": ["a"] * 6, "type": ["x", "x", "x", "y", "y", "z"]})
+    table = metrics.latent_scores({"m": np.random.default_rng(0).normal(size=(6, 2))}, obs,
+                                  ["tissue", "type"], k=3)  # fmt: skip
+    single = table[table["subset"] == "tissue"]
+    assert single["value"].isna().all()
+    assert table[table["subset"] == "type"]["value"].notna().all()
+
+
 def test_knn_accuracy_drops_labels_too_rare_to_stratify():
     rng = np.random.default_rng(1)
     latent = np.vstack([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2)), [[9.0, 9.0]]])

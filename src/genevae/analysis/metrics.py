@@ -141,18 +141,20 @@ def knn_accuracy(
 ) -> float:
     """Mean stratified ``n_folds``-fold accuracy of a ``k``-NN classifier on the latent.
 
-    Labels with fewer than ``n_folds`` cells are dropped (they cannot be stratified).
+    Labels seen only once are dropped; with small data, the folds shrink to the smallest
+    label's count (at least 2) and ``k`` to the training-fold size, so a handful of bulk
+    samples still gets a score.
     """
     points = np.asarray(latent, dtype=float)
     values = _labels_for(points, labels)
     names, counts = np.unique(values, return_counts=True)
-    keep = np.isin(values, names[counts >= n_folds])
+    keep = np.isin(values, names[counts >= 2])
     if len(np.unique(values[keep])) < 2:
-        raise GenevaeInputError(
-            f"knn_accuracy needs two labels with at least n_folds={n_folds} cells each."
-        )
+        raise GenevaeInputError("knn_accuracy needs two labels with at least 2 cells each.")
+    folds = int(min(n_folds, counts[counts >= 2].min()))
+    n_train = int(keep.sum() * (folds - 1) / folds)
     return latent_analysis.knn_label_accuracy(
-        pd.DataFrame(points[keep]), values[keep], k=k, seed=seed, n_folds=n_folds
+        pd.DataFrame(points[keep]), values[keep], k=min(k, n_train), seed=seed, n_folds=folds
     )
 
 
@@ -362,6 +364,14 @@ def metric_descriptions(names: Iterable[str]) -> pd.DataFrame:
 # --- tables over methods ---------------------------------------------------------------------
 
 
+def _or_nan(metric: Callable[..., float], *args, **kwargs) -> float:
+    """The metric, or NaN when the data cannot support it (e.g. a label with one sample)."""
+    try:
+        return metric(*args, **kwargs)
+    except GenevaeInputError:
+        return float("nan")
+
+
 def latent_scores(
     latents: Mapping[str, np.ndarray],
     obs: pd.DataFrame,
@@ -374,7 +384,7 @@ def latent_scores(
 ) -> pd.DataFrame:
     """Silhouette, k-NN accuracy and its chance level of every latent space for every label.
 
-    ``latents`` maps a method (a model or a baseline such as ``pca50``) to its cells × dims
+    A score the data cannot support (a single label, labels seen once) is NaN. ``latents`` maps a method (a model or a baseline such as ``pca50``) to its cells × dims
     array, rows in ``obs`` order. Returns a long table: method, family, metric, subset (the
     label key), value.
     """
@@ -386,14 +396,16 @@ def latent_scores(
         labels = obs[key].astype(str).to_numpy()
         for method, latent in latents.items():
             scores = {
-                "silhouette": silhouette(latent, labels, max_cells=max_cells, seed=seed),
-                "knn_accuracy": knn_accuracy(latent, labels, k=k, n_folds=n_folds, seed=seed),
+                "silhouette": _or_nan(silhouette, latent, labels, max_cells=max_cells, seed=seed),
+                "knn_accuracy": _or_nan(
+                    knn_accuracy, latent, labels, k=k, n_folds=n_folds, seed=seed
+                ),
             }
             rows += [
                 {"method": method, "family": "latent", "metric": m, "subset": key, "value": v}
                 for m, v in scores.items()
             ]
-        chance = knn_chance(next(iter(latents.values())), labels)
+        chance = _or_nan(knn_chance, next(iter(latents.values())), labels)
         rows.append(
             {
                 "method": "chance",

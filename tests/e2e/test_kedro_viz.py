@@ -100,6 +100,7 @@ def test_layers_follow_the_data_flow(viz: Server) -> None:
 
 @pytest.mark.browser
 def test_a_user_can_follow_a_raw_file_to_the_bayes_factors(viz: Server) -> None:
+    """kang_raw → … → the Bayes-factor table and its volcano plots, edge by edge."""
     graph = viz.get("/api/pipelines/__default__")
     ids = _ids_by_name(graph)
     children: dict[str, set[str]] = {}
@@ -112,6 +113,7 @@ def test_a_user_can_follow_a_raw_file_to_the_bayes_factors(viz: Server) -> None:
             reached.add(node)
             frontier.extend(children.get(node, ()))
     assert ids["vega_differential_activity"] in reached
+    assert ids["vega_volcano_plots"] in reached
 
 
 @pytest.mark.browser

@@ -131,3 +131,11 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert [c for c in commands if c] == ["make run", "make test"]
     first_section = readme.find("\n## ")
     assert first_section == -1 or readme.index("make run") < first_section
+
+
+def test_make_targets_in_the_docs_exist() -> None:
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, flags=re.M))
+    for page in MARKDOWN:
+        for target in re.findall(r"`make ([a-z][\w-]*)", page.read_text()):
+            assert target in targets, f"{page.name} mentions `make {target}`, not in the Makefile"

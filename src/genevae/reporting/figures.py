@@ -27,15 +27,13 @@ def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
 
 
 def _method_colours(methods: Sequence[str], baselines: set[str]) -> dict[str, str]:
+    """Models in distinct colours, baselines in distinct greys (dark to light)."""
     grey = colormaps["Greys"]
-    colours, n_models, n_baselines = {}, 0, 0
-    for method in methods:
-        if method in baselines:
-            colours[method] = grey(0.45 + 0.2 * (n_baselines % 3))
-            n_baselines += 1
-        else:
-            colours[method] = _MODEL_COLOURS[n_models % len(_MODEL_COLOURS)]
-            n_models += 1
+    baseline_names = [m for m in methods if m in baselines]
+    shades = np.linspace(0.75, 0.35, max(len(baseline_names), 1))
+    colours = {name: grey(shade) for name, shade in zip(baseline_names, shades, strict=False)}
+    models = [m for m in methods if m not in baselines]
+    colours |= {m: _MODEL_COLOURS[i % len(_MODEL_COLOURS)] for i, m in enumerate(models)}
     return colours
 
 
@@ -83,7 +81,10 @@ def grouped_bars(
     for label, level in (reference or {}).items():
         ax.axhline(level, ls="--", lw=1, c="k")
         ax.annotate(label, (len(groups) - 0.5, level), ha="right", va="bottom", fontsize=8)
-    ax.set_xticks(positions, groups, rotation=30 if len(groups) > 4 else 0, ha="right")
+    rotate = len(groups) > 4 or max(len(g) for g in groups) > 18
+    ax.set_xticks(
+        positions, groups, rotation=30 if rotate else 0, ha="right" if rotate else "center"
+    )
     ax.set_xlabel(xlabel or group.replace("_", " "))
     ax.set_ylabel(ylabel or value)
     ax.set_title(title, fontsize=10)
@@ -235,6 +236,7 @@ def benchmark_curves(
     method: str = "method",
     metrics: Sequence[str] = ("auroc", "auprc"),
     chance: Mapping[str, float] | None = None,
+    size_label: str = "",
     title: str = "",
 ) -> Figure:
     """One panel per metric: score against data-set size, one line per method."""
@@ -265,7 +267,7 @@ def benchmark_curves(
         ax.set_xscale("log")
         ax.set_xticks(sizes, [str(v) for v in sizes])
         ax.minorticks_off()
-        ax.set_xlabel(size.replace("_", " ") + " per data set")
+        ax.set_xlabel(size_label or size.replace("_", " "))
         ax.set_ylabel(metric.upper())
         ax.set_ylim(0, 1.05)
     axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

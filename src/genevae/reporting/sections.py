@@ -166,7 +166,8 @@ class ReportSection:
             )
 
     def extend(self, other: ReportSection) -> None:
-        """Append another part's notes, blocks and metrics (in that order)."""
+        """Append another part's summary paragraphs, notes, blocks and metrics."""
+        self.summary = "\n\n".join(text for text in (self.summary, other.summary) if text)
         self.notes += other.notes
         self.blocks += other.blocks
         frames = [frame for frame in (self.metrics, other.metrics) if not frame.empty]

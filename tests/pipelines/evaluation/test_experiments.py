@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from genevae.pipelines.evaluation import experiments
 from genevae.pipelines.evaluation.adapters import merged_vega_params
@@ -159,5 +161,30 @@ def test_planted_module_benchmark_scores_three_methods_per_size():
     assert (results["prevalence"] == 2 / 6).all()
     # module scores see a planted effect of 1.0 in 60 stimulated cells
     assert results.set_index("method").loc["module_score", "auroc"] == 1.0
-    part = experiments.benchmark_part(results, params)
+    part = experiments.benchmark_part(
+        results, pd.DataFrame(columns=experiments.GRN_COLUMNS), params
+    )
     assert part.available and set(part.metrics["metric"]) == {"auroc", "auprc"}
+    assert set(part.metrics["model"]) == {"vega"}
+
+
+def test_planted_grn_benchmark_scores_gpo_vae_beside_effect_sizes():
+    gpo_params = yaml.safe_load(
+        (Path(__file__).resolve().parents[3] / "conf/base/parameters_gpo_vae.yml").read_text()
+    )["gpo_vae"]
+    base = yaml.safe_load(
+        (Path(__file__).resolve().parents[3] / "conf/base/parameters_evaluation.yml").read_text()
+    )["evaluation"]["benchmark"]
+    benchmark = base | {"grn": base["grn"] | {"sizes": [30], "n_replicates": 1,
+                                              "training": {"max_epochs": 2}}}  # fmt: skip
+    results = experiments.planted_grn_benchmark(gpo_params, benchmark)
+    assert list(results.columns) == experiments.GRN_COLUMNS
+    assert sorted(results["method"]) == ["effect_size", "gpo_vae"]
+    assert results[["auroc", "auprc"]].apply(lambda c: c.between(0, 1)).all().all()
+    # the planted effects are large: raw effect sizes already rank true edges first
+    assert results.set_index("method").loc["effect_size", "auroc"] > 0.9
+    part = experiments.benchmark_part(pd.DataFrame(columns=["n_cells"]), results, benchmark)
+    assert set(part.metrics["model"]) == {"gpo_vae"}
+    assert "GRN edges" in part.blocks[0].title
+    off = benchmark | {"grn": benchmark["grn"] | {"enabled": False}}
+    assert experiments.planted_grn_benchmark(gpo_params, off).empty

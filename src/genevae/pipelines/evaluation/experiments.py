@@ -23,9 +23,11 @@ from genevae.analysis.generalisation import (
     summarise_resamples,
     technical_generalisation,
 )
+from genevae.analysis.grn import reference_network_metrics
 from genevae.analysis.gsea import run_prerank, wilcoxon_ranking
 from genevae.analysis.metrics import recovery_scores
 from genevae.pipelines.evaluation.adapters import (
+    child_run,
     merged_vega_params,
     same_training,
     settings_of,
@@ -39,8 +41,13 @@ from genevae.pipelines.evaluation.parts import (
     metric_rows,
     section_part,
 )
+from genevae.pipelines.gpo_vae import evaluation as gpo_evaluation
+from genevae.pipelines.gpo_vae import nodes as gpo_nodes
+from genevae.pipelines.gpo_vae.model_input import info
 from genevae.preprocessing.genesets import build_gene_module_mask
-from genevae.preprocessing.synthetic import make_module_dataset
+from genevae.preprocessing.gpo_inputs import log_normalise_counts
+from genevae.preprocessing.perturbseq import split_cells
+from genevae.preprocessing.synthetic import make_module_dataset, make_perturbseq_from_grn
 from genevae.reporting import figures
 from genevae.reporting.sections import ReportSection, TableBlock
 
@@ -427,13 +434,19 @@ def planted_module_benchmark(vega_params: dict[str, Any], params: dict[str, Any]
     return pd.concat(tables, ignore_index=True)[columns]
 
 
-def benchmark_part(results: pd.DataFrame, params: dict[str, Any]) -> ReportSection:
-    """Recovery of planted modules per method and size, beside the chance level."""
-    if results.empty:
-        return absent_part()
-    summary = summarise_resamples(results, ["n_cells", "method"], ["auroc", "auprc"])
-    largest = summary["n_cells"].max()
-    long = summary.melt(
+def _recovery_part(
+    results: pd.DataFrame,
+    *,
+    model: str,
+    baselines: list[str],
+    what: str,
+    size_label: str,
+    summary: str,
+    caption: str,
+) -> ReportSection:
+    """Table (mean ± SD over replicates), curves against size and long metrics of a benchmark."""
+    table = summarise_resamples(results, ["n_cells", "method"], ["auroc", "auprc"])
+    long = table.melt(
         id_vars=["n_cells", "method"],
         value_vars=["auroc_mean", "auprc_mean"],
         var_name="metric",
@@ -441,43 +454,148 @@ def benchmark_part(results: pd.DataFrame, params: dict[str, Any]) -> ReportSecti
     )
     long["metric"] = long["metric"].str.removesuffix("_mean")
     long["family"] = "ranking"
-    long["subset"] = "planted modules, " + long["n_cells"].astype(str) + " cells"
+    long["subset"] = f"planted {what}, " + long["n_cells"].astype(str) + f" {size_label}"
     prevalence = float(results["prevalence"].mean())
     return section_part(
-        summary=(
-            "Ground truth: synthetic single cells from make_module_dataset with "
-            f"{params['dataset']['n_differential']} of {params['dataset']['n_modules']} modules "
-            f"up-regulated (effect {params['dataset']['effect']}) in stimulated cells; each "
-            "method ranks modules by its signed stimulated-vs-control score."
-        ),
+        summary=summary,
         tables=[
             TableBlock(
-                "Recovery of planted differential modules (mean ± SD over replicates)",
-                summary[["n_cells", "method"]].assign(
-                    AUROC=_mean_sd(summary, "auroc"),
-                    AUPRC=_mean_sd(summary, "auprc"),
-                    replicates=summary["auroc_count"],
+                f"Recovery of planted {what} (mean ± SD over replicates)",
+                table[["n_cells", "method"]].assign(
+                    AUROC=_mean_sd(table, "auroc"),
+                    AUPRC=_mean_sd(table, "auprc"),
+                    replicates=table["auroc_count"],
                 ),
-                f"AUROC (chance 0.5) and AUPRC (chance = prevalence {prevalence:.2f}). vega: ln "
-                "Bayes factor; module_score: Welch t of scanpy module scores; gsea: NES of GSEA "
-                "pre-rank on a Wilcoxon ranking.",
+                f"AUROC (chance 0.5) and AUPRC (chance = prevalence {prevalence:.2f}). {caption}",
                 max_rows=None,
             )
         ],
         figures=[
             figure_block(
-                "Planted-module recovery against data-set size",
+                f"Recovery of planted {what} against data-set size",
                 figures.benchmark_curves(
                     results,
                     chance={"auroc": 0.5, "auprc": prevalence},
-                    title="Recovery of planted differential modules",
+                    size_label=f"{size_label} per data set",
+                    title=f"Recovery of planted {what}",
                 ),
             )
         ],
         metrics=metric_rows(
             long[["method", "family", "metric", "subset", "value"]],
-            "vega",
-            baselines=["module_score", "gsea"],
-            headline=long["n_cells"].eq(largest).to_numpy(),
+            model,
+            baselines=baselines,
+            headline=long["n_cells"].eq(long["n_cells"].max()).to_numpy(),
         ),
     )
+
+
+def benchmark_part(
+    modules: pd.DataFrame, grn: pd.DataFrame, params: dict[str, Any]
+) -> ReportSection:
+    """Planted modules (VEGA vs GSEA and module scores) and planted GRN edges (GPO-VAE vs
+    effect sizes), beside chance."""
+    parts = []
+    if not modules.empty:
+        dataset = params["dataset"]
+        parts.append(
+            _recovery_part(
+                modules,
+                model="vega",
+                baselines=["module_score", "gsea"],
+                what="differential modules",
+                size_label="cells",
+                summary=(
+                    f"Planted modules: synthetic single cells (make_module_dataset) with "
+                    f"{dataset['n_differential']} of {dataset['n_modules']} modules up-regulated "
+                    f"(effect {dataset['effect']}) in stimulated cells; each method ranks "
+                    "modules by its signed stimulated-vs-control score."
+                ),
+                caption=(
+                    "vega: ln Bayes factor; module_score: Welch t of scanpy module scores; "
+                    "gsea: NES of GSEA pre-rank on a Wilcoxon ranking."
+                ),
+            )
+        )
+    if not grn.empty:
+        screen = params["grn"]["screen"]
+        parts.append(
+            _recovery_part(
+                grn,
+                model="gpo_vae",
+                baselines=["effect_size"],
+                what="GRN edges",
+                size_label="cells per perturbation",
+                summary=(
+                    "Planted GRN: synthetic CRISPRi screens (make_perturbseq_from_grn) with "
+                    f"{screen['n_regulators']} knocked-down regulators of "
+                    f"{screen['n_targets_per_regulator']} targets each among "
+                    f"{screen['n_genes']} genes; every regulator × gene pair is ranked."
+                ),
+                caption=(
+                    "gpo_vae: edge probability σ(logit) of the full model; effect_size: |ATE| of "
+                    "the target under the regulator's knock-down (training cells)."
+                ),
+            )
+        )
+    if not parts:
+        return absent_part()
+    for part in parts[1:]:
+        parts[0].extend(part)
+    return parts[0]
+
+
+# --- planted-GRN benchmark (GPO-VAE) --------------------------------------------------------------
+
+GRN_COLUMNS = ["n_cells", "replicate", "method", "auroc", "auprc", "prevalence"]
+
+
+def _screen_input(n_cells: int, seed: int, gpo_params: dict[str, Any], params: dict[str, Any]):
+    """A synthetic CRISPRi screen from a planted GRN, as the gpo_vae pipeline's model input."""
+    screen = make_perturbseq_from_grn(n_cells_per_group=n_cells, seed=seed, **params["screen"])
+    adata = screen.adata
+    adata.X = log_normalise_counts(adata.layers["counts"])
+    adata.obs["split"] = split_cells(adata.obs, seed=seed).astype("category")
+    inputs = gpo_params["inputs"] | params["inputs"] | {"control_label": screen.control_label}
+    return screen, gpo_nodes.build_model_input(adata, inputs)
+
+
+def planted_grn_benchmark(gpo_params: dict[str, Any], benchmark: dict[str, Any]) -> pd.DataFrame:
+    """AUROC/AUPRC of the planted regulator → target edges, GPO-VAE beside effect sizes.
+
+    Screens come from ``make_perturbseq_from_grn``; GPO-VAE is trained through the gpo_vae
+    pipeline's own nodes with its parameters plus ``params["model"]``/``params["training"]``,
+    and scored like the effect-size baseline (|ATE| of training cells) on every
+    regulator × node pair.
+    """
+    params = benchmark["grn"]
+    if not (benchmark["enabled"] and params["enabled"]):
+        return pd.DataFrame(columns=GRN_COLUMNS)
+    training = gpo_params["training"] | {"checkpoint_dir": None, "progress_bar": False}
+    rows = []
+    for n_cells in params["sizes"]:
+        for replicate in range(params["n_replicates"]):
+            seed = params["seed"] + replicate
+            screen, model_input = _screen_input(n_cells, seed, gpo_params, params)
+            meta = info(model_input)
+            with child_run(f"benchmark.grn.n{n_cells}_seed{seed}"):
+                bundle, _, _ = gpo_nodes.train_gpo_vae(
+                    model_input,
+                    gpo_params["model"] | params["model"],
+                    training | params["training"] | {"seed": seed},
+                    gpo_params["full"]["variant"],
+                )
+            predictors = {
+                "gpo_vae": gpo_nodes.grn_edges(bundle),
+                "effect_size": gpo_evaluation.effect_size_edges(model_input),
+            }
+            regulators = meta["node_names"][: meta["n_perturbed"]]
+            for method, edges in predictors.items():
+                scores = reference_network_metrics(
+                    edges, screen.edges, regulators, meta["node_names"]
+                )
+                rows.append(
+                    [n_cells, replicate, method, scores["auroc"], scores["auprc"],
+                     scores["random_baseline"]]
+                )  # fmt: skip
+    return pd.DataFrame(rows, columns=GRN_COLUMNS)

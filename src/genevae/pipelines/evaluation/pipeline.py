@@ -131,7 +131,7 @@ def generalisation_pipeline() -> Pipeline:
 
 
 def benchmark_pipeline() -> Pipeline:
-    """Planted-module recovery on synthetic data sets of several sizes."""
+    """Planted-module (VEGA) and planted-GRN (GPO-VAE) recovery on synthetic data sets."""
     settings = "params:evaluation.benchmark"
     node_list = [
         Node(
@@ -140,7 +140,18 @@ def benchmark_pipeline() -> Pipeline:
             "results",
             name="planted_module_benchmark",
         ),
-        Node(experiments.benchmark_part, ["results", settings], "part", name="benchmark_tables"),
+        Node(
+            experiments.planted_grn_benchmark,
+            ["params:gpo_vae", settings],
+            "grn_results",
+            name="planted_grn_benchmark",
+        ),
+        Node(
+            experiments.benchmark_part,
+            ["results", "grn_results", settings],
+            "part",
+            name="benchmark_tables",
+        ),
         *_section_nodes("benchmark", [], ["part"]),
     ]
     return _part("benchmark", node_list)

@@ -1,0 +1,109 @@
+"""gpo_vae model input and node adapters on a tiny synthetic screen (no Kedro session)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from genevae.errors import GenevaeInputError
+from genevae.pipelines.gpo_vae import nodes
+from genevae.pipelines.gpo_vae.evaluation import mlflow_metrics
+from genevae.pipelines.gpo_vae.model_input import info, perturbation_dosage, tensor_data
+from genevae.preprocessing.gpo_inputs import log_normalise_counts
+from genevae.preprocessing.perturbseq import split_cells
+from genevae.preprocessing.synthetic import make_perturbseq_from_grn
+
+INPUTS = {
+    "perturbation_key": "perturbation",
+    "control_label": "non-targeting",
+    "split_key": "split",
+    "counts_layer": "counts",
+    "lfc_threshold": 1.0,
+    "padj_threshold": 0.01,
+    "filter_mode": "paper",
+    "match_on": "perturbed_genes",
+    "ot_reg": 1.0,
+    "ot_cost_scale": 100.0,
+    "qc_n_mads": 3.0,
+    "cf_max_cells": 50,
+    "seed": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def model_input() -> ad.AnnData:
+    screen = make_perturbseq_from_grn(
+        n_cells_per_group=30, n_genes=40, n_regulators=3, n_targets_per_regulator=2, seed=1
+    )
+    adata = screen.adata
+    adata.X = log_normalise_counts(adata.layers["counts"])
+    adata.obs["split"] = split_cells(adata.obs, seed=0)
+    return nodes.build_model_input(adata, INPUTS)
+
+
+def test_model_input_layout(model_input):
+    meta = info(model_input)
+    assert meta["node_names"][:3] == ["REG0", "REG1", "REG2"] and meta["n_perturbed"] == 3
+    dosage = model_input.obsm["dosage"]
+    assert list(dosage.columns) == meta["node_names"]
+    labels = model_input.obs["perturbation"].astype(str)
+    assert (dosage.loc[labels == "REG1", "REG1"] == 1).all()
+    assert (dosage[labels == "non-targeting"].to_numpy() == 0).all()
+    matched = model_input.obs["matched_control"]
+    perturbed = labels != "non-targeting"
+    assert (matched[~perturbed] == "").all()
+    partners = model_input.obs.loc[matched[perturbed]]
+    assert (partners["perturbation"] == "non-targeting").all()
+    assert (partners["split"].to_numpy() == model_input.obs["split"][perturbed].to_numpy()).all()
+    for _, obs in model_input.obs.groupby("split", observed=True):
+        if obs["total_qc"].any():
+            assert obs["qc_weight"].sum() == pytest.approx(1.0)
+
+
+def test_tensor_data_has_every_batch_key_for_one_split(model_input):
+    data = tensor_data(model_input, "validation")
+    n_val = int((model_input.obs["split"] == "validation").sum())
+    n_nodes = len(info(model_input)["node_names"])
+    shapes = {key: value.shape for key, value in data.arrays.items()}
+    assert shapes["counts"] == shapes["cf_x"] == (n_val, model_input.n_vars)
+    assert shapes["dosage"] == shapes["delta_x"] == (n_val, n_nodes)
+    for key in ("library", "perturbation_weight", "qc", "qc_weight", "has_cf"):
+        assert shapes[key] == (n_val, 1)
+    with pytest.raises(GenevaeInputError, match=r"No cells in split 'holdout'"):
+        tensor_data(model_input, "holdout")
+
+
+def test_perturbation_dosage_is_one_row_per_perturbed_node(model_input):
+    dosage = perturbation_dosage(model_input)
+    assert list(dosage.index) == ["REG0", "REG1", "REG2"]
+    np.testing.assert_array_equal(dosage.to_numpy()[:, :3], np.eye(3))
+    assert (dosage.to_numpy()[:, 3:] == 0).all()
+
+
+def test_plain_anndata_is_refused_as_model_input():
+    with pytest.raises(GenevaeInputError, match="not a GPO-VAE model input"):
+        info(ad.AnnData(np.zeros((2, 2), np.float32)))
+
+
+def test_epoch_metrics_and_mlflow_metrics_formats():
+    history = pd.DataFrame(
+        {
+            "epoch": [0, 0, 1],
+            "split": ["train", "val", "train"],
+            "term": ["loss"] * 3,
+            "value": [3.0, 4.0, 2.0],
+        }
+    )
+    metrics = nodes._epoch_metrics(history)
+    assert metrics["train_loss"] == [{"value": 3.0, "step": 0}, {"value": 2.0, "step": 1}]
+    table = pd.DataFrame({"a": [1.0, np.nan]}, index=["gpo_vae", "control_mean"])
+    assert mlflow_metrics(table) == {"gpo_vae.a": {"value": 1.0, "step": 0}}
+
+
+def test_compare_predictors_names_incomplete_variants_and_bad_reference(model_input):
+    with pytest.raises(GenevaeInputError, match=r"\['gpo_vae'\] lack"):
+        nodes.compare_predictors(model_input, pd.DataFrame(), {}, gpo_vae__ate=pd.DataFrame())
+    with pytest.raises(GenevaeInputError, match=r"lacks \['regulator'\]"):
+        nodes._reference(pd.DataFrame({"tf": ["A"], "target": ["B"]}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,21 @@ def _matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix:
             "run data_processing to create it or change the layer parameter."
         )
     return adata.layers[layer]
+
+
+def check_parameters(section: str, params: dict[str, Any], target: Any) -> dict[str, Any]:
+    """``params`` unchanged if every key is an argument of ``target``, else a clear error.
+
+    Catches typos in a parameters file (``hiden: 800``) before any expensive work, naming
+    the section and listing the valid keys.
+    """
+    accepted = set(inspect.signature(target).parameters) - {"self", "mask"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise GenevaeInputError(
+            f"Unknown parameter(s) {unknown} in {section}; valid ones are {sorted(accepted)}."
+        )
+    return params
 
 
 def seed_model_init(training_params: dict[str, Any]) -> None:

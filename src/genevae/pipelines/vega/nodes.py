@@ -18,6 +18,7 @@ from genevae.errors import GenevaeInputError
 from genevae.models.vega import VEGA
 from genevae.pipelines.common import (
     align_genes,
+    check_parameters,
     expression_data,
     final_metrics,
     fit_model,
@@ -53,7 +54,7 @@ def train_vega(
 ) -> tuple[ModelBundle, pd.DataFrame, dict]:
     """Build VEGA on the mask's modules and train it on a seeded 80/20 split."""
     mask = _aligned_mask(adata, mask)
-    model_params = dict(params["model"])
+    model_params = check_parameters("vega.model", dict(params["model"]), VEGA)
     seed_model_init(params["training"])
     counts_layer = "counts" if model_params.get("likelihood") == "nb" else None
     covariate_keys = list(params.get("covariate_keys") or [])
@@ -131,6 +132,7 @@ def differential_activity_tables(
     bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
 ) -> pd.DataFrame:
     """Bayes-factor tables for every configured comparison, stacked with a ``comparison`` column."""
+    check_parameters("vega.analysis.bayes_factor", params["bayes_factor"], differential_activity)
     n_genes = bundle.model.gene_module_mask.detach().cpu().numpy().sum(axis=0).astype(int)
     tables = []
     for comparison in params["comparisons"]:

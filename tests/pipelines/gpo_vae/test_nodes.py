@@ -6,6 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from genevae.errors import GenevaeInputError
 from genevae.pipelines.gpo_vae import nodes
@@ -107,3 +108,24 @@ def test_compare_predictors_names_incomplete_variants_and_bad_reference(model_in
         nodes.compare_predictors(model_input, pd.DataFrame(), {}, gpo_vae__ate=pd.DataFrame())
     with pytest.raises(GenevaeInputError, match=r"lacks \['regulator'\]"):
         nodes._reference(pd.DataFrame({"tf": ["A"], "target": ["B"]}))
+
+
+def test_training_is_reproducible_from_the_seed_alone(model_input):
+    model = {
+        "n_latent": 4,
+        "decoder_hidden": 16,
+        "basal_encoder_hidden": 16,
+        "embedding_encoder_hidden": 16,
+        "embedding_encoder_layers": 1,
+        "n_particles": 2,
+    }
+    training = {"max_epochs": 2, "batch_size": 32, "progress_bar": False, "seed": 3}
+    variant = {"name": "full", "model_overrides": {}}
+    first, history, metrics = nodes.train_gpo_vae(model_input, model, training, variant)
+    torch.manual_seed(123)  # a different global RNG state must not change the result
+    second, _, _ = nodes.train_gpo_vae(model_input, model, training, variant)
+    for key, value in first.model.state_dict().items():
+        torch.testing.assert_close(value, second.model.state_dict()[key])
+    assert first.metadata["variant"] == "full" and first.metadata["epochs_run"] == 2
+    assert [m["step"] for m in metrics["val_loss"]] == [0, 1]
+    assert set(history["split"]) == {"train", "val"}

@@ -67,13 +67,14 @@ def train_gpo_vae(
     """
     meta = info(model_input)
     train, validation = tensor_data(model_input, "train"), tensor_data(model_input, "validation")
+    settings = TrainingSettings.from_params(_variant_training(training_params, variant["name"]))
+    torch.manual_seed(settings.seed)  # the initial weights, too, follow the training seed
     model = GPOVAE(
         n_genes=model_input.n_vars,
         n_nodes=len(meta["node_names"]),
         **(model_params | variant.get("model_overrides", {})),
     )
     model.set_standardization(*log_standardization(train.arrays["counts"]))
-    settings = TrainingSettings.from_params(_variant_training(training_params, variant["name"]))
     result = train_model(model, train, validation, settings, log_to_mlflow=False)
     bundle = ModelBundle(
         model=result.model.cpu(),

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from genevae.errors import GenevaeInputError
-from genevae.pipelines.gpo_vae import nodes
+from genevae.pipelines.gpo_vae import evaluation, nodes
 from genevae.pipelines.gpo_vae.evaluation import mlflow_metrics
 from genevae.pipelines.gpo_vae.model_input import info, perturbation_dosage, tensor_data
 from genevae.preprocessing.gpo_inputs import log_normalise_counts
-from genevae.preprocessing.perturbseq import split_cells
+from genevae.preprocessing.perturbseq import hold_out_perturbations, split_cells
 from genevae.preprocessing.synthetic import make_perturbseq_from_grn
 
 INPUTS = {
@@ -129,3 +129,22 @@ def test_training_is_reproducible_from_the_seed_alone(model_input):
     assert first.metadata["variant"] == "full" and first.metadata["epochs_run"] == 2
     assert [m["step"] for m in metrics["val_loss"]] == [0, 1]
     assert set(history["split"]) == {"train", "val"}
+
+
+def test_a_held_out_perturbation_is_scored_with_pooled_baselines():
+    screen = make_perturbseq_from_grn(
+        n_cells_per_group=30, n_genes=40, n_regulators=3, n_targets_per_regulator=2, seed=2
+    )
+    adata = screen.adata
+    adata.X = log_normalise_counts(adata.layers["counts"])
+    split = split_cells(adata.obs, seed=0)
+    adata.obs["split"] = hold_out_perturbations(adata.obs, ["REG2"], "perturbation", split)
+    model_input = nodes.build_model_input(adata, INPUTS)
+    assert model_input.obsm["dosage"]["REG2"][model_input.obs["split"] == "train"].sum() == 0
+    zero = pd.DataFrame(0.0, index=["REG0", "REG1", "REG2"], columns=model_input.var_names)
+    params = {"references": ["test"], "top_k_genes": [5], "seed": 0}
+    table = evaluation.ate_table({"model": zero}, model_input, params)
+    assert np.isfinite(table.loc["training_mean", "ate_pearson_all_test"])
+    edges = evaluation.effect_size_edges(model_input)
+    assert (edges.loc[edges["regulator"] == "REG2", "probability"] == 0).all()
+    assert edges.loc[edges["regulator"] == "REG0", "probability"].max() > 0

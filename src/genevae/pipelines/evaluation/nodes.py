@@ -1,7 +1,8 @@
-"""Evaluation nodes for trained models: latent quality, reconstruction, gene-module activity.
+"""Evaluation nodes for trained models: latent quality, reconstruction, GPO-VAE's table,
+provenance and section assembly.
 
 Every model input arrives through an :class:`OptionalDataset` as a ``Loaded`` record or
-``None`` (the model has not run); nodes then return ``None`` parts and the section says what
+``None`` (the model has not run); nodes then return absent parts and the section says what
 to run. Each node returns a partial :class:`ReportSection`; ``assemble_section`` merges them
 with the provenance of the inputs.
 """
@@ -18,23 +19,17 @@ from anndata import AnnData
 
 from genevae.analysis.baselines import (
     PCABaseline,
-    differential_module_scores,
-    module_scores,
     pca_baseline,
 )
-from genevae.analysis.gsea import compare_gsea_with_bayes_factors, run_prerank, wilcoxon_ranking
 from genevae.analysis.metrics import (
-    call_jaccard,
     gene_squared_error,
     latent_scores,
     reconstruction_scores,
-    spearman,
 )
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
 from genevae.pipelines.evaluation.adapters import (
     current_run,
-    gene_sets_of,
     producing_run,
     reconstruct,
     tag_input_version,
@@ -46,7 +41,6 @@ from genevae.pipelines.evaluation.parts import (
     metric_rows,
     section_part,
 )
-from genevae.plotting.modules import gsea_vs_bayes_factor
 from genevae.reporting import figures
 from genevae.reporting.sections import ReportSection, TableBlock
 
@@ -218,227 +212,6 @@ def _reconstruction_part(
         ],
         figures=figures_out,
         metrics=metric_rows(scores, name, baselines=baselines, headline=headline),
-    )
-
-
-# --- gene-module activity (VEGA) ---------------------------------------------------------------
-
-
-def _contrast(vega_analysis: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The vega comparison to evaluate: ``settings.comparison`` or vega's GSEA contrast."""
-    name = settings.get("comparison") or vega_analysis["gsea"]["comparison"]
-    for comparison in vega_analysis["comparisons"]:
-        group2 = comparison.get("group2") or "rest"
-        default = f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
-        if (comparison.get("name") or default) == name:
-            gsea_contrast = name == vega_analysis["gsea"]["comparison"]
-            return comparison | {"name": name, "is_gsea_contrast": gsea_contrast}
-    raise GenevaeInputError(
-        f"evaluation.vega.module_activity.comparison={name!r} is not one of "
-        "vega.analysis.comparisons; name one of them."
-    )
-
-
-def _contrast_cells(adata: AnnData, contrast: dict[str, Any], cell_type_key: str) -> AnnData:
-    if not contrast.get("cell_types"):
-        return adata
-    return adata[adata.obs[cell_type_key].astype(str).isin(contrast["cell_types"]).to_numpy()]
-
-
-def _gsea_table(
-    saved: Loaded | None,
-    cells: AnnData,
-    contrast: dict[str, Any],
-    gene_sets: dict[str, list[str]],
-    bf_rows: pd.DataFrame,
-    settings: dict[str, Any],
-) -> tuple[pd.DataFrame, str]:
-    """The vega pipeline's GSEA comparison when it is of this contrast, else a fresh prerank."""
-    if (
-        saved is not None
-        and contrast["is_gsea_contrast"]
-        and set(saved.data["module"]) >= set(gene_sets)
-    ):
-        return saved.data, f"GSEA from the vega pipeline ({saved.source} {saved.version})"
-    groups = (contrast["groupby"], contrast["group1"], contrast.get("group2"))
-    gsea = run_prerank(wilcoxon_ranking(cells, *groups), gene_sets, **settings["gsea"])
-    table = compare_gsea_with_bayes_factors(
-        gsea, bf_rows, exclude_prefix=settings["exclude_prefix"]
-    )
-    return table, "GSEA pre-rank computed here on the model's gene modules"
-
-
-def module_activity(
-    differential: Loaded | None,
-    gsea: Loaded | None,
-    model: Loaded | None,
-    encoded: Loaded | None,
-    vega_analysis: dict[str, Any],
-    params: dict[str, Any],
-) -> tuple[ReportSection, pd.DataFrame]:
-    """VEGA's Bayes factors against GSEA pre-rank and a module-score test, with size bias.
-
-    All three score the model's modules on the same cells and contrast (by default the
-    vega pipeline's GSEA contrast, the paper's innate cells stimulated vs control).
-    """
-    if differential is None or model is None or encoded is None:
-        return absent_part(), pd.DataFrame(columns=["module"])
-    settings = params["module_activity"]
-    contrast = _contrast(vega_analysis, settings)
-    cells = _contrast_cells(encoded.data, contrast, vega_analysis["cell_type_key"])
-    gene_sets = gene_sets_of(model.data, settings["exclude_prefix"])
-    bf_rows = differential.data[differential.data["comparison"] == contrast["name"]]
-    if bf_rows.empty:
-        return section_part(
-            notes=[
-                f"Module activity not scored: {differential.source} {differential.version} has "
-                f"no comparison {contrast['name']!r} (it has "
-                f"{sorted(differential.data['comparison'].unique())}); re-run the vega pipeline."
-            ]
-        ), pd.DataFrame(columns=["module"])
-    table, gsea_origin = _gsea_table(gsea, cells, contrast, gene_sets, bf_rows, settings)
-    table = table[table["module"].isin(gene_sets)]
-    score_settings = dict(settings["module_score"])
-    test = score_settings.pop("test")
-    tested = differential_module_scores(
-        module_scores(cells, gene_sets, **score_settings),
-        cells.obs[contrast["groupby"]].astype(str),
-        contrast["group1"],
-        contrast.get("group2"),
-        test=test,
-    )
-    table = table.merge(
-        tested[["module", "mean_diff", "fdr", "neg_log10_fdr"]].rename(
-            columns=lambda c: c if c == "module" else f"score_{c}"
-        ),
-        on="module",
-        how="left",
-    )
-    part = _module_part(table, params, contrast)
-    part.notes.append(f"{gsea_origin}; contrast {contrast['name']} on {cells.n_obs} cells.")
-    return part, table
-
-
-def _module_calls(table: pd.DataFrame, settings: dict[str, Any], model: str) -> pd.DataFrame:
-    """Per method: the score it ranks modules by and its significance call."""
-    return pd.DataFrame(
-        {
-            "method": [model, "gsea", "module_score"],
-            "score": ["abs_ln_bf", "neg_log10_fdr", "score_neg_log10_fdr"],
-            "call": [
-                table["abs_ln_bf"] > settings["ln_bf_threshold"],
-                table["fdr"] < settings["fdr_threshold"],
-                table["score_fdr"] < settings["fdr_threshold"],
-            ],
-        }
-    ).set_index("method")
-
-
-def _module_metrics(table: pd.DataFrame, calls: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Agreement (pairs), size bias and number of significant modules, in the long format."""
-    rows = []
-    for first, second in ((model, "gsea"), (model, "module_score"), ("gsea", "module_score")):
-        pair = f"{first} ~ {second}"
-        scores = (table[calls.loc[first, "score"]], table[calls.loc[second, "score"]])
-        rows.append((first, "agreement", "spearman", pair, spearman(*scores)))
-        call_pair = (calls.loc[first, "call"], calls.loc[second, "call"])
-        rows.append((first, "agreement", "call_jaccard", pair, call_jaccard(*call_pair)))
-    for method, row in calls.iterrows():
-        size_rho = spearman(table["set_size"], table[row["score"]])
-        rows.append((method, "size_bias", "spearman_with_module_size", "modules", size_rho))
-        rows.append((method, "modules", "n_significant", "modules", float(row["call"].sum())))
-    frame = pd.DataFrame(rows, columns=["method", "family", "metric", "subset", "value"])
-    return metric_rows(
-        frame,
-        model,
-        baselines=["gsea", "module_score"],
-        headline=frame["metric"].isin(["spearman", "spearman_with_module_size"]).to_numpy(),
-    )
-
-
-def _module_tables(metrics: pd.DataFrame, settings: dict[str, Any]) -> list[TableBlock]:
-    pairs = metrics[metrics["family"] == "agreement"].pivot_table(
-        index="subset", columns="metric", values="value", sort=False
-    )
-    per_method = metrics[metrics["family"] != "agreement"].pivot_table(
-        index="method", columns="metric", values="value", sort=False
-    )
-    return [
-        TableBlock(
-            "Agreement between methods",
-            pairs.reset_index().rename(
-                columns={"subset": "methods", "spearman": "Spearman ρ", "call_jaccard": "Jaccard"}
-            ),
-            "Spearman ρ between the methods' module scores (|ln BF| for the model, −log10 FDR "
-            "for GSEA pre-rank on a Wilcoxon ranking and for a Welch test of scanpy module "
-            "scores) and the Jaccard index of their significant modules (|ln BF| > "
-            f"{settings['ln_bf_threshold']}, FDR < {settings['fdr_threshold']}).",
-        ),
-        TableBlock(
-            "Significant modules and size bias per method",
-            per_method.reset_index().rename(
-                columns={
-                    "n_significant": "significant modules",
-                    "spearman_with_module_size": "Spearman ρ with module size",
-                }
-            ),
-            "Size bias: Spearman ρ between a method's score and the number of the module's "
-            "genes in the data (0 = no bias; GSEA and module scores gain power with size).",
-        ),
-    ]
-
-
-def _module_part(
-    table: pd.DataFrame, params: dict[str, Any], contrast: dict[str, Any]
-) -> ReportSection:
-    settings, model = params["module_activity"], params["model"]
-    comparison = contrast["name"]
-    metrics = _module_metrics(table, _module_calls(table, settings, model), model)
-    top = table.sort_values(["abs_ln_bf", "neg_log10_fdr"], ascending=False).head(20)
-    size_scores = {
-        f"{model} |ln BF|": "abs_ln_bf",
-        "GSEA −log10 FDR": "neg_log10_fdr",
-        "module score −log10 FDR": "score_neg_log10_fdr",
-    }
-    return section_part(
-        tables=[
-            *_module_tables(metrics, settings),
-            TableBlock(
-                f"Top modules by |ln Bayes factor|, {comparison}",
-                top[["module", "ln_bf", "fdr", "score_fdr", "score_mean_diff", "set_size"]],
-                "ln_bf > 0: more active in group 1. fdr: GSEA; score_fdr / score_mean_diff: "
-                "module-score test (group 1 − group 2).",
-                max_rows=20,
-            ),
-        ],
-        figures=[
-            figure_block(
-                "VEGA Bayes factors against GSEA",
-                gsea_vs_bayes_factor(table, settings["fdr_threshold"], settings["ln_bf_threshold"]),
-                "As the paper's Fig. 1: point size = module size; dashed lines: thresholds.",
-            ),
-            figure_block(
-                "VEGA Bayes factors against the module-score baseline",
-                figures.agreement_scatter(
-                    table,
-                    "abs_ln_bf",
-                    "score_neg_log10_fdr",
-                    x_label=f"{model} |ln Bayes factor|",
-                    y_label="module-score test −log10 FDR",
-                    x_threshold=settings["ln_bf_threshold"],
-                    y_threshold=-np.log10(settings["fdr_threshold"]),
-                    title=comparison,
-                    log_y=True,
-                ),
-                "The y axis is linear up to 1 and logarithmic above (p-values reach 1e-300).",
-            ),
-            figure_block(
-                "Size bias: score against module size",
-                figures.size_bias(table, size_scores),
-                "A method without size bias shows no trend with the number of genes.",
-            ),
-        ],
-        metrics=metrics,
     )
 
 

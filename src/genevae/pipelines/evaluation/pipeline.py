@@ -20,7 +20,7 @@ refreshes one part and keeps the others from earlier runs.
 from kedro.pipeline import Node, Pipeline
 
 from genevae.pipelines.data_processing.pipeline import GENE_SET_COLLECTIONS
-from genevae.pipelines.evaluation import experiments, nodes, report
+from genevae.pipelines.evaluation import benchmark, generalisation, nodes, report
 from genevae.pipelines.vega.nodes import select_collection
 
 SECTIONS = ("vega", "generalisation", "benchmark", "tybalt", "gpo_vae")
@@ -68,7 +68,7 @@ def latent_model_pipeline(name: str, *, modules: bool = False) -> Pipeline:
     if modules:
         node_list.append(
             Node(
-                nodes.module_activity,
+                modules.module_activity,
                 [
                     "differential_activity",
                     "gsea_comparison",
@@ -112,10 +112,10 @@ def generalisation_pipeline() -> Pipeline:
             "gene_module_mask",
             name="select_gene_module_mask",
         ),
-        Node(experiments.biological_experiment, shared, "biological", name="biological"),
-        Node(experiments.technical_experiment, shared, "technical", name="technical"),
+        Node(generalisation.biological_experiment, shared, "biological", name="biological"),
+        Node(generalisation.technical_experiment, shared, "technical", name="technical"),
         Node(
-            experiments.generalisation_parts,
+            generalisation.generalisation_parts,
             ["biological", "technical", settings],
             "part",
             name="generalisation_tables",
@@ -135,19 +135,19 @@ def benchmark_pipeline() -> Pipeline:
     settings = "params:evaluation.benchmark"
     node_list = [
         Node(
-            experiments.planted_module_benchmark,
+            benchmark.planted_module_benchmark,
             ["params:vega", settings],
             "results",
             name="planted_module_benchmark",
         ),
         Node(
-            experiments.planted_grn_benchmark,
+            benchmark.planted_grn_benchmark,
             ["params:gpo_vae", settings],
             "grn_results",
             name="planted_grn_benchmark",
         ),
         Node(
-            experiments.benchmark_part,
+            benchmark.benchmark_part,
             ["results", "grn_results", settings],
             "part",
             name="benchmark_tables",

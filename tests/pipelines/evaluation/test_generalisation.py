@@ -1,15 +1,13 @@
-"""Generalisation and planted-module experiments with real (tiny) VEGA fits on synthetic cells."""
+"""VEGA generalisation nodes with real (tiny) VEGA fits on synthetic cells."""
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from genevae.pipelines.evaluation import experiments
+from genevae.pipelines.evaluation import generalisation
 from genevae.pipelines.evaluation.adapters import merged_vega_params
 from genevae.pipelines.evaluation.datasets import Loaded
 from genevae.pipelines.vega.nodes import train_vega
@@ -81,8 +79,8 @@ def synthetic():
 
 def test_biological_experiment_retrains_a_full_model_without_a_vega_model(synthetic):
     adata, mask = synthetic
-    table = experiments.biological_experiment(adata, mask, None, VEGA_PARAMS, GENERALISATION)
-    assert list(table.columns) == experiments.BIOLOGICAL_COLUMNS
+    table = generalisation.biological_experiment(adata, mask, None, VEGA_PARAMS, GENERALISATION)
+    assert list(table.columns) == generalisation.BIOLOGICAL_COLUMNS
     assert len(table) == 2 and (table["cell_type"] == "type_0").all()
     assert table["top_k_overlap"].between(0, 1).all()
     assert table["full_model"].iloc[0].startswith("retrained")
@@ -97,21 +95,21 @@ def test_biological_experiment_reuses_the_vega_model_with_its_own_settings(synth
     other_env = copy.deepcopy(VEGA_PARAMS)
     other_env["training"]["max_epochs"] = 500  # the environment's vega params differ
     params = GENERALISATION | {"settings_from": "vega_model"}
-    table = experiments.biological_experiment(adata, mask, loaded, other_env, params)
+    table = generalisation.biological_experiment(adata, mask, loaded, other_env, params)
     assert table["full_model"].iloc[0] == "vega_model 2026-01-01T00.00.00.000Z"
     assert "max_epochs 2" in table["settings"].iloc[0]
     overridden = params | {"training": {"max_epochs": 1}}
-    plan = experiments.fit_plan(adata, mask, loaded, other_env, overridden)
+    plan = generalisation.fit_plan(adata, mask, loaded, other_env, overridden)
     assert plan.full_model is None and plan.params["training"]["max_epochs"] == 1
 
 
 def test_technical_experiment_scores_each_cell_type_of_the_second_half(synthetic):
     adata, mask = synthetic
-    table = experiments.technical_experiment(adata, mask, None, VEGA_PARAMS, GENERALISATION)
-    assert list(table.columns) == experiments.TECHNICAL_COLUMNS
+    table = generalisation.technical_experiment(adata, mask, None, VEGA_PARAMS, GENERALISATION)
+    assert list(table.columns) == generalisation.TECHNICAL_COLUMNS
     assert sorted(table["cell_type"].unique()) == ["type_0", "type_1"]
-    part = experiments.generalisation_parts(
-        experiments.biological_experiment(adata, mask, None, VEGA_PARAMS, GENERALISATION),
+    part = generalisation.generalisation_parts(
+        generalisation.biological_experiment(adata, mask, None, VEGA_PARAMS, GENERALISATION),
         table,
         GENERALISATION,
     )
@@ -128,63 +126,7 @@ def test_technical_experiment_scores_each_cell_type_of_the_second_half(synthetic
 def test_disabled_experiments_return_empty_tables_and_an_absent_part(synthetic):
     adata, mask = synthetic
     off = GENERALISATION | {"enabled": False}
-    biological = experiments.biological_experiment(adata, mask, None, VEGA_PARAMS, off)
-    technical = experiments.technical_experiment(adata, mask, None, VEGA_PARAMS, off)
+    biological = generalisation.biological_experiment(adata, mask, None, VEGA_PARAMS, off)
+    technical = generalisation.technical_experiment(adata, mask, None, VEGA_PARAMS, off)
     assert biological.empty and technical.empty
-    assert not experiments.generalisation_parts(biological, technical, off).available
-
-
-def test_planted_module_benchmark_scores_three_methods_per_size():
-    params = {
-        "enabled": True,
-        "sizes": [120],
-        "n_replicates": 1,
-        "seed": 0,
-        "dataset": {
-            "n_genes": 80,
-            "n_modules": 6,
-            "n_differential": 2,
-            "genes_per_module": [6, 12],
-            "effect": 1.0,
-            "n_cell_types": 2,
-        },  # fmt: skip
-        "training": {"max_epochs": 2},
-        "model": {"hidden": 16},
-        "bayes_factor": {"mode": "vanilla", "n_samples": 100, "n_pairs": 200},
-        "module_score": {"ctrl_size": 10, "n_bins": 10, "test": "welch"},
-        "gsea": {"permutation_num": 20, "min_size": 3, "max_size": 1000},
-        "section": {},
-    }
-    results = experiments.planted_module_benchmark(VEGA_PARAMS, params)
-    assert sorted(results["method"]) == ["gsea", "module_score", "vega"]
-    assert results[["auroc", "auprc"]].apply(lambda c: c.between(0, 1)).all().all()
-    assert (results["prevalence"] == 2 / 6).all()
-    # module scores see a planted effect of 1.0 in 60 stimulated cells
-    assert results.set_index("method").loc["module_score", "auroc"] == 1.0
-    part = experiments.benchmark_part(
-        results, pd.DataFrame(columns=experiments.GRN_COLUMNS), params
-    )
-    assert part.available and set(part.metrics["metric"]) == {"auroc", "auprc"}
-    assert set(part.metrics["model"]) == {"vega"}
-
-
-def test_planted_grn_benchmark_scores_gpo_vae_beside_effect_sizes():
-    gpo_params = yaml.safe_load(
-        (Path(__file__).resolve().parents[3] / "conf/base/parameters_gpo_vae.yml").read_text()
-    )["gpo_vae"]
-    base = yaml.safe_load(
-        (Path(__file__).resolve().parents[3] / "conf/base/parameters_evaluation.yml").read_text()
-    )["evaluation"]["benchmark"]
-    benchmark = base | {"grn": base["grn"] | {"sizes": [30], "n_replicates": 1,
-                                              "training": {"max_epochs": 2}}}  # fmt: skip
-    results = experiments.planted_grn_benchmark(gpo_params, benchmark)
-    assert list(results.columns) == experiments.GRN_COLUMNS
-    assert sorted(results["method"]) == ["effect_size", "gpo_vae"]
-    assert results[["auroc", "auprc"]].apply(lambda c: c.between(0, 1)).all().all()
-    # the planted effects are large: raw effect sizes already rank true edges first
-    assert results.set_index("method").loc["effect_size", "auroc"] > 0.9
-    part = experiments.benchmark_part(pd.DataFrame(columns=["n_cells"]), results, benchmark)
-    assert set(part.metrics["model"]) == {"gpo_vae"}
-    assert "GRN edges" in part.blocks[0].title
-    off = benchmark | {"grn": benchmark["grn"] | {"enabled": False}}
-    assert experiments.planted_grn_benchmark(gpo_params, off).empty
+    assert not generalisation.generalisation_parts(biological, technical, off).available

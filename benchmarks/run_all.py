@@ -118,7 +118,11 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run_all",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--only", action="append", choices=list(BENCHMARKS), help="run only this")
     parser.add_argument("--scale", choices=SCALES, default="full")
     parser.add_argument("--results-dir", type=Path, default=None)

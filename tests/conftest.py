@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.project", "tests.e2e.fixtures"]
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GENEVAE_DATA_MIRROR", PROJECT_ROOT.parent / "shared" / "data"))
 

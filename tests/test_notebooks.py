@@ -20,8 +20,6 @@ from nbclient import NotebookClient
 
 from tests.conftest import PROJECT_ROOT
 
-pytest_plugins = ["tests.e2e.fixtures"]
-
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
 
 

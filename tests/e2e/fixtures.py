@@ -19,12 +19,6 @@ from kedro.pipeline import Pipeline
 
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.browser import Server, ServerCommand, find_chromium, free_port, serve
-from tests.pipelines import conftest as _project
-
-# The project-copy fixtures of the pipeline tests, registered again through this plugin.
-project_copy = _project.project_copy
-processed_project = _project.processed_project
-run_pipeline = _project.run_pipeline
 
 ARTIFACTS = PROJECT_ROOT / "tests" / "e2e" / "artifacts"
 

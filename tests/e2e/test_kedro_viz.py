@@ -18,8 +18,6 @@ from tests.conftest import PROJECT_ROOT
 from tests.e2e.browser import Server, browse, text_of
 from tests.e2e.fixtures import all_pipelines
 
-pytest_plugins = ["tests.e2e.fixtures"]
-
 LAYERS = (
     "raw",
     "intermediate",

@@ -16,8 +16,6 @@ import yaml
 
 from tests.e2e.browser import Server, browse
 
-pytest_plugins = ["tests.e2e.fixtures"]
-
 
 @pytest.fixture(scope="module")
 def mlflow_ui(ui_servers: dict[str, Server]) -> Server:

@@ -18,7 +18,7 @@ from kedro.io.core import Version
 
 from genevae.datasets.anndata_dataset import AnnDataDataset
 from tests.conftest import PROJECT_ROOT
-from tests.pipelines.conftest import DATA_LAYERS
+from tests.project import DATA_LAYERS
 from tests.reliability.tiny import tiny_mask, tiny_modules
 
 VERSION = "2026-01-01T00.00.00.000Z"

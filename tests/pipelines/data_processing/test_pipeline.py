@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from tests.pipelines.conftest import latest_version as _latest
+from tests.project import latest_version as _latest
 
 
 def test_data_processing_writes_every_artifact(processed_project):

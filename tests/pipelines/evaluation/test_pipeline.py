@@ -6,7 +6,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.pipelines.conftest import latest_version, mlflow_run
+from tests.project import latest_version, mlflow_run
 
 # The experiments that retrain VEGA run in the slow test; the default one scores the model.
 FAST = {"evaluation": {"generalisation": {"enabled": False}, "benchmark": {"enabled": False}}}

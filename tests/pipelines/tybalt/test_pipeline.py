@@ -12,7 +12,7 @@ import yaml
 
 from genevae.datasets.model_bundle import load_model_bundle
 from tests.conftest import PROJECT_ROOT
-from tests.pipelines.conftest import latest_version, mlflow_run
+from tests.project import latest_version, mlflow_run
 
 TEST_PARAMS = yaml.safe_load((PROJECT_ROOT / "conf/test/parameters_tybalt.yml").read_text())
 LATENT = TEST_PARAMS["tybalt"]["model"]["latent_dim"]

@@ -7,8 +7,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from tests.pipelines.conftest import latest_version as _latest
-from tests.pipelines.conftest import mlflow_run
+from tests.project import latest_version as _latest
+from tests.project import mlflow_run
 
 
 def test_vega_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipeline):

@@ -1,4 +1,8 @@
-"""Run real pipelines on a throw-away copy of the project (its conf, fresh data folders)."""
+"""Run real pipelines on a throw-away copy of the project (its conf, fresh data folders).
+
+Registered for the whole suite by tests/conftest.py (`pytest_plugins`), so every test
+session shares one project copy: pipelines run once and build on each other, as for a user.
+"""
 
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 Each ``notebooks/<pipeline>.ipynb`` is executed in a fresh kernel of this virtualenv, from a
 ``notebooks/`` folder inside the test project copy (as a user would open it), after its
 pipeline has run there with the test settings. A notebook whose pipeline has no nodes yet is
-skipped. Notebook metadata ``{"genevae": {"slow": true}}`` marks a long one ``slow``: the
-tybalt and gpo_vae notebooks are, because their pipelines must run first (minutes on two
-cores), while the vega notebook reuses the vega run of the browser tests.
+skipped. The pipeline runs are shared with the rest of the suite, so a notebook usually
+only reads outputs that the pipeline tests already wrote. Notebook metadata
+``{"genevae": {"slow": true}}`` would mark a long one ``slow``.
 """
 
 from __future__ import annotations

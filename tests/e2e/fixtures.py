@@ -1,8 +1,7 @@
-"""Fixtures shared by the browser tests and the notebook tests.
+"""Fixtures of the browser tests and the notebook tests (a plugin: see tests/conftest.py).
 
-Test modules load this file with ``pytest_plugins = ["tests.e2e.fixtures"]``: pytest then
-registers it once, so the browser tests and the notebooks share one project copy in which
-data_processing and each model pipeline have run at most once.
+They build on the suite's single project copy (tests/project.py), so a model pipeline that
+an earlier test already ran there is not run again (`pipeline_outputs`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ refreshes one part and keeps the others from earlier runs.
 from kedro.pipeline import Node, Pipeline
 
 from genevae.pipelines.data_processing.pipeline import GENE_SET_COLLECTIONS
-from genevae.pipelines.evaluation import benchmark, generalisation, nodes, report
+from genevae.pipelines.evaluation import benchmark, generalisation, modules, nodes, report
 from genevae.pipelines.vega.nodes import select_collection
 
 SECTIONS = ("vega", "generalisation", "benchmark", "tybalt", "gpo_vae")
@@ -53,7 +53,7 @@ def _section_nodes(name: str, lineage_inputs: list[str], parts: list[str]) -> li
     ]
 
 
-def latent_model_pipeline(name: str, *, modules: bool = False) -> Pipeline:
+def latent_model_pipeline(name: str, *, with_modules: bool = False) -> Pipeline:
     """Latent quality + reconstruction (+ module activity) of a model with a latent space."""
     settings = f"params:evaluation.{name}"
     node_list = [
@@ -65,7 +65,7 @@ def latent_model_pipeline(name: str, *, modules: bool = False) -> Pipeline:
         )
     ]
     parts, lineage = ["latent_part", "reconstruction_part"], ["model", "encoded"]
-    if modules:
+    if with_modules:
         node_list.append(
             Node(
                 modules.module_activity,
@@ -184,7 +184,7 @@ def report_pipeline() -> Pipeline:
 
 def create_pipeline(**kwargs) -> Pipeline:
     return (
-        latent_model_pipeline("vega", modules=True)
+        latent_model_pipeline("vega", with_modules=True)
         + latent_model_pipeline("tybalt")
         + gpo_vae_pipeline()
         + generalisation_pipeline()

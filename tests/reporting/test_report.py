@@ -105,6 +105,16 @@ def test_report_has_overview_sections_figures_provenance_and_parameters():
     assert "<td>0.41</td>" in html and "<td>0.18</td>" in html
 
 
+def test_collapsed_tables_fold_into_details():
+    section = ReportSection(
+        "x", "X", blocks=[TableBlock("Parameters", pd.DataFrame({"p": ["a", "b"]}), collapsed=True)]
+    )
+    html = render_report("r", [section], generated_at="now")
+    assert "<details><summary>show 2 rows</summary>" in html
+    restored = ReportSection.from_dict(json.loads(json.dumps(section.to_dict())))
+    assert restored.blocks[0].collapsed
+
+
 def test_tables_format_numbers_and_say_how_many_rows_are_hidden():
     table = pd.DataFrame({"name": list("abcde"), "value": [1.23456, np.nan, 3, 1e-9, None]})
     html = table_to_html(table, max_rows=3)

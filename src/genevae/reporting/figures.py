@@ -278,13 +278,15 @@ def benchmark_curves(
 
 
 def error_histograms(errors: Mapping[str, np.ndarray], *, title: str = "") -> Figure:
-    """Overlaid histograms of per-gene reconstruction error (log x), one per method."""
+    """Overlaid histograms of per-gene reconstruction error (log x, floored at 1e-6)."""
     if not errors:
         raise GenevaeInputError("error_histograms needs at least one method.")
     figure = Figure(figsize=(6.0, 3.8))
     ax = figure.subplots()
-    positive = np.concatenate([np.asarray(v)[np.asarray(v) > 0] for v in errors.values()])
-    bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()), 40)
+    floor = 1e-6  # exact fits (e.g. PCA of a handful of samples) are drawn at the floor
+    values_all = np.concatenate([np.asarray(v, dtype=float) for v in errors.values()])
+    low = max(floor, float(values_all[values_all > 0].min(initial=floor)))
+    bins = np.logspace(np.log10(low), np.log10(max(values_all.max(), low * 10)), 40)
     for i, (name, values) in enumerate(errors.items()):
         ax.hist(
             np.clip(values, bins[0], None),

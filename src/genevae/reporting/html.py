@@ -85,10 +85,12 @@ pre { padding: .8em; overflow-x: auto; }
 </ul></nav>
 {% if comparison is not none %}
 <h2 id="overview">Overview: all models</h2>
-<p class="caption">Each model's headline scores beside its baselines (rows: metric and subset;
-see each section for the full tables). Models are evaluated on their own data sets, so compare
-a model with its baselines first; across models only the same metric on the same kind of
-label is comparable.</p>
+<p class="caption">Each model's headline scores (<em>score</em>) beside its baselines (rows:
+metric and subset; each section has the full tables). pca: the first 50 principal components
+(fewer on small data); chance: the largest label's share; gene_mean: every cell predicted by
+the mean profile; paper: the published value. Models are evaluated on their own data sets, so
+compare a model with its baselines first; across models only the same metric on the same kind
+of label is comparable.</p>
 {{ comparison }}
 {% endif %}
 {% for section in sections %}
@@ -104,7 +106,9 @@ label is comparable.</p>
 {% else %}
 <h3>{{ block.title }}</h3>
 {% if block.caption %}<p class="caption">{{ block.caption }}</p>{% endif %}
-{{ render_table(block.table, block.max_rows) }}
+{% if block.collapsed %}<details><summary>show {{ block.table | length }} rows</summary>
+{{ render_table(block.table, block.max_rows) }}</details>
+{% else %}{{ render_table(block.table, block.max_rows) }}{% endif %}
 {% endif %}
 {% endfor %}
 {% if section.computed_at %}<p class="more">Computed {{ section.computed_at }}{% if section.run %}

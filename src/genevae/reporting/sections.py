@@ -78,12 +78,14 @@ def _typed_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class TableBlock:
-    """A titled table; ``max_rows`` limits what the HTML shows (the data stay complete)."""
+    """A titled table; ``max_rows`` limits what the HTML shows (the data stay complete) and
+    ``collapsed`` folds it away (click to open), e.g. for long parameter lists."""
 
     title: str
     table: pd.DataFrame
     caption: str = ""
     max_rows: int | None = 40
+    collapsed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +93,7 @@ class TableBlock:
             "title": self.title,
             "caption": self.caption,
             "max_rows": self.max_rows,
+            "collapsed": self.collapsed,
             "table": frame_to_dict(self.table),
         }
 
@@ -101,6 +104,7 @@ class TableBlock:
             frame_from_dict(payload["table"]),
             payload.get("caption", ""),
             payload.get("max_rows"),
+            payload.get("collapsed", False),
         )
 
 

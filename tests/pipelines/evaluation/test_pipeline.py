@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,7 +48,11 @@ def test_tables_hold_each_model_beside_its_baselines(evaluated):
     assert latent["value"].between(-1, 1).all()
     assert {"spearman", "call_jaccard"} <= set(vega.loc[vega["family"] == "agreement", "metric"])
     comparison = pd.read_parquet(latest_version(reporting / "evaluation_model_comparison.parquet"))
-    assert {"model", "metric", "vega", "pca50"} <= set(comparison.columns)
+    assert {"model", "metric", "score", "pca", "chance", "gsea"} <= set(comparison.columns)
+    silhouette = comparison.set_index(["model", "metric", "subset"]).loc[
+        ("vega", "silhouette", "cell_type")
+    ]
+    assert np.isfinite(silhouette[["score", "pca"]].astype(float)).all()
     markdown = latest_version(reporting / "evaluation_model_comparison.md").read_text()
     assert markdown.startswith("| model | family | metric | subset |")
     modules = pd.read_parquet(

@@ -100,6 +100,11 @@ def latent_quality(adata: AnnData, pca: PCABaseline, params: dict[str, Any]) -> 
         ylabel="accuracy (5-fold CV)",
     )
     notes = [f"Label column(s) {absent} are not in the data; not scored."] if absent else []
+    if pca.latent.shape[1] >= adata.n_obs - 1:
+        notes.append(
+            f"Only {adata.n_obs} samples: {pca.name} spans them all and reconstructs them "
+            "exactly, so it is no test for the model here; gene_mean is the useful baseline."
+        )
     return section_part(
         notes=notes,
         tables=[
@@ -323,6 +328,7 @@ def _parameter_table(lineage: list[dict[str, Any]], prefix: str | None) -> Table
                 table,
                 "As logged by kedro-mlflow for the run that wrote the model.",
                 max_rows=None,
+                collapsed=True,
             )
     return None
 

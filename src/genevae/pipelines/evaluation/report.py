@@ -17,19 +17,22 @@ OVERVIEW_INDEX = ["model", "family", "metric", "subset"]
 
 
 def model_comparison(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Headline scores, one row per model/metric/subset and one column per method.
-
-    The model's own value sits in the column named after it; baselines (PCA, chance, GSEA,
-    module scores, training-mean, noise ceiling, the paper's value…) in their own columns.
-    """
+    """Headline scores: one row per model/metric/subset, the model's own ``score`` and one
+    column per baseline (PCA, chance, gene mean, GSEA, module scores, training mean, noise
+    ceiling, the paper's value…); ``pca<k>`` baselines share one ``pca`` column."""
     headline = metrics[metrics["headline"].astype(bool)]
     if headline.empty:
-        return pd.DataFrame(columns=OVERVIEW_INDEX)
-    methods = list(dict.fromkeys(headline["method"]))
-    wide = headline.pivot_table(
-        index=OVERVIEW_INDEX, columns="method", values="value", aggfunc="first", sort=False
+        return pd.DataFrame(columns=[*OVERVIEW_INDEX, "score"])
+    column = np.where(
+        headline["is_baseline"].astype(bool),
+        headline["method"].astype(str).str.replace(r"^pca\d+$", "pca", regex=True),
+        "score",
     )
-    return wide.reindex(columns=methods).reset_index().rename_axis(columns=None)
+    wide = headline.assign(column=column).pivot_table(
+        index=OVERVIEW_INDEX, columns="column", values="value", aggfunc="first", sort=False
+    )
+    baselines = [c for c in dict.fromkeys(column) if c != "score"]
+    return wide.reindex(columns=["score", *baselines]).reset_index().rename_axis(columns=None)
 
 
 def _run_inputs(run: dict[str, str] | None, ui_url: str, known: set[str]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # Environments (demo, test, local) override single nested keys instead of whole sections.
-    "merge_strategy": {"parameters": "soft", "catalog": "soft"},
+    "merge_strategy": {"parameters": "soft", "catalog": "soft", "mlflow": "soft"},
     "config_patterns": {
         "catalog": ["catalog*", "catalog*/**", "**/catalog*"],
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],

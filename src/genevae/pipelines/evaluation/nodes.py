@@ -97,7 +97,7 @@ def latent_quality(adata: AnnData, pca: PCABaseline, params: dict[str, Any]) -> 
         xlabel="label",
         baselines=[pca.name, "chance"],
         title=f"{params['section']['title']}: {settings['knn_k']}-NN label accuracy",
-        ylabel="accuracy (5-fold CV)",
+        ylabel="accuracy (stratified cross-validation)",
     )
     notes = [f"Label column(s) {absent} are not in the data; not scored."] if absent else []
     if pca.latent.shape[1] >= adata.n_obs - 1:

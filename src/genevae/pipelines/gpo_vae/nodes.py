@@ -204,8 +204,8 @@ def compare_predictors(
         {n: p["edges"] for n, p in parts.items()}, model_input, _reference(reference_edges), params
     )
     iwelbo = pd.Series({n: p["iwelbo"] for n, p in parts.items()}, name="test_iwelbo")
-    table = ate.join(iwelbo, how="outer").join(grn, how="outer")
-    table = table.loc[list(parts) + [n for n in table.index if n not in parts]]
+    order = list(ate.index) + [name for name in grn.index if name not in ate.index]
+    table = ate.join(iwelbo, how="outer").join(grn, how="outer").loc[order]
     return table.rename_axis("predictor"), evaluation.mlflow_metrics(table)
 
 

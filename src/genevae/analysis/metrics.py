@@ -325,6 +325,8 @@ for _name, _family, _higher, _description in (
     ("grn_false_positives", "grn", False, "top-K edges whose target does not shift"),
     ("grn_mean_wasserstein", "grn", True, "mean Wasserstein distance of the top-K edges (μWD)"),
     ("grn_false_omission_rate", "grn", False, "share of random non-edges that shift (FOR)"),
+    ("reference_n_pairs", "grn", True, "regulator → target pairs scored against the reference"),
+    ("reference_n_positive", "grn", True, "scored pairs that are reference edges"),
     ("reference_precision", "grn", True, "precision against the reference network"),
     ("reference_recall", "grn", True, "recall against the reference network"),
     ("reference_auroc", "grn", True, "AUROC of edge probabilities against the reference network"),

@@ -76,7 +76,9 @@ def grn_metrics(
 
     Statistical tests use the ``grn_eval_split`` cells (log-normalised X). Reference metrics
     score the perturbed block (or all nodes, ``reference_targets: nodes``) for regulators the
-    reference has; they are NaN when no perturbed gene is a reference regulator.
+    reference has; they are NaN when no perturbed gene is a reference regulator. The number of
+    scored pairs and of reference positives among them are reported with them: AUROC/AUPRC are
+    undefined (NaN) when every candidate pair is, or none is, a reference edge.
     """
     meta = info(model_input)
     perturbed = meta["node_names"][: meta["n_perturbed"]]
@@ -110,7 +112,7 @@ def _reference_metrics(
     params: dict[str, Any],
 ) -> dict[str, float]:
     regulators = sorted(set(perturbed) & set(reference_edges["regulator"].astype(str)))
-    names = ("precision", "recall", "auroc", "auprc", "random_baseline")
+    names = ("n_pairs", "n_positive", "precision", "recall", "auroc", "auprc", "random_baseline")
     if not regulators:
         return {f"reference_{name}": float("nan") for name in names}
     targets = perturbed if params["reference_targets"] == "perturbed" else meta["node_names"]

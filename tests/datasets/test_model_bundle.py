@@ -84,7 +84,7 @@ def test_failed_save_keeps_previous_bundle(tmp_path: Path, monkeypatch) -> None:
     model = _trained_model(1)
     save_model_bundle(model, tmp_path / "bundle", gene_names=GENES, metadata={})
     monkeypatch.setattr(
-        "genevae.datasets.model_bundle.save_model",
+        "safetensors.torch.save_model",  # imported when a bundle is written
         lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk full")),
     )
     with pytest.raises(OSError, match="disk full"):

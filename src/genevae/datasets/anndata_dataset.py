@@ -1,21 +1,24 @@
-"""Kedro dataset for AnnData ``.h5ad`` files: versioned, fsspec paths, atomic saves."""
+"""Kedro dataset for AnnData ``.h5ad`` files: versioned, fsspec paths, atomic saves.
+
+anndata and h5py are imported when a file is read or written, not when a catalog declares
+the dataset, so that ``kedro run`` starts without them.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anndata as ad
-import h5py
-from anndata import AnnData
-from anndata.io import read_elem
 from kedro_datasets._typing import TablePreview
 
 from genevae.datasets._io import DatasetInputError, FsspecVersionedDataset
 
+if TYPE_CHECKING:
+    from anndata import AnnData
 
-class AnnDataDataset(FsspecVersionedDataset[AnnData, AnnData]):
+
+class AnnDataDataset(FsspecVersionedDataset["AnnData", "AnnData"]):
     """Loads and saves an `AnnData` object as ``.h5ad`` with `anndata.read_h5ad`/`write_h5ad`.
 
     Saves are atomic: the file is written to a hidden temporary file in the same folder and
@@ -65,6 +68,8 @@ class AnnDataDataset(FsspecVersionedDataset[AnnData, AnnData]):
 
     def save(self, data: AnnData) -> None:
         """Write ``data`` atomically to the (versioned) save path."""
+        from anndata import AnnData
+
         if not isinstance(data, AnnData):
             raise DatasetInputError(
                 f"AnnDataDataset '{self._filepath}' can only save AnnData objects, got "
@@ -82,6 +87,10 @@ class AnnDataDataset(FsspecVersionedDataset[AnnData, AnnData]):
         Set ``metadata: {kedro-viz: {preview_args: {nrows: 10}}}`` in the catalog to
         show more rows.
         """
+        import anndata as ad
+        import h5py
+        from anndata.io import read_elem
+
         load_path = self._load_path_str()
         with self._local_load_path(load_path) as local:
             with h5py.File(local, "r") as file:
@@ -97,6 +106,8 @@ class AnnDataDataset(FsspecVersionedDataset[AnnData, AnnData]):
 
 def _read_h5ad(path: Path, load_args: dict[str, Any], *, source: str) -> AnnData:
     """`anndata.read_h5ad` with h5py/anndata failures turned into an error naming ``source``."""
+    import anndata as ad
+
     try:
         return ad.read_h5ad(path, **load_args)
     except (OSError, KeyError, ValueError, TypeError) as exc:  # TypeError: HDF5 but not AnnData

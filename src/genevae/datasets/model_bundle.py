@@ -8,6 +8,8 @@ A bundle is a directory::
 
 `load_model_bundle` rebuilds the architecture with
 `genevae.models.registry.build_model(model_type, config)` and loads the weights into it.
+torch and safetensors are imported only when a bundle is written or read, so declaring the
+dataset in a catalog (and importing `ModelBundle` for type hints) stays cheap.
 """
 
 from __future__ import annotations
@@ -16,15 +18,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from typing import TYPE_CHECKING, Any
 
 import genevae
 from genevae.datasets._io import DatasetInputError, FsspecVersionedDataset, atomic_local_path
-from genevae.models.base import GenerativeModel
-from genevae.models.registry import build_model, model_class
+
+if TYPE_CHECKING:
+    from genevae.models.base import GenerativeModel
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -67,6 +67,8 @@ def _write_bundle_files(
     metadata: dict[str, Any] | None,
 ) -> None:
     """Write the two bundle files into an existing (staging) directory."""
+    from safetensors.torch import save_model
+
     model_type = _checked_model_type(model)
     header = {
         "model_type": model_type,
@@ -96,6 +98,8 @@ def load_model_bundle(directory: str | Path, *, expected_type: str | None = None
             f"Model bundle '{directory}' holds a {model_type!r} model, but {expected_type!r} "
             f"was expected. Point to a {expected_type!r} bundle or change expected_type."
         )
+    from genevae.models.registry import build_model
+
     model = build_model(model_type, header["config"])
     _load_weights(model, directory / WEIGHTS_FILE)
     model.eval()
@@ -104,6 +108,9 @@ def load_model_bundle(directory: str | Path, *, expected_type: str | None = None
 
 def _checked_model_type(model: GenerativeModel) -> str:
     """The model's type, verified to rebuild as the same class on load."""
+    from genevae.models.base import GenerativeModel
+    from genevae.models.registry import model_class
+
     if not isinstance(model, GenerativeModel):
         raise DatasetInputError(
             f"Only genevae GenerativeModel instances can be saved as bundles, got "
@@ -189,6 +196,9 @@ def _read_header(path: Path) -> dict[str, Any]:
 
 
 def _load_weights(model: GenerativeModel, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
     try:
         load_model(model, str(path), strict=True)
     except (SafetensorError, RuntimeError) as exc:

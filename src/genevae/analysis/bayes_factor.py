@@ -17,6 +17,7 @@ one array operation over pairs × modules.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -32,6 +33,7 @@ EncodeSample = Callable[[np.ndarray], np.ndarray]
 """Maps cell indices (1-D int array) to one posterior draw per index (len × modules)."""
 
 _LOG_EPS = 1e-12
+_SPARSE_DENSITY_LIMIT = 0.1
 REST = "rest"
 
 
@@ -259,8 +261,11 @@ def latent_sampler(
     """Wrap a model with ``sample_latent(batch, generator)`` into an :data:`EncodeSample`.
 
     The model is put in eval mode (dropout off, as the paper) and encodes the requested rows
-    of ``x`` in chunks of ``chunk_size`` (sparse rows are densified per chunk). Each call
-    re-seeds the posterior noise with ``seed``, so repeated analyses are reproducible.
+    of ``x`` in chunks of ``chunk_size``. Sparse rows stay sparse for models whose
+    ``encodes_sparse_x`` is true (VEGA without encoder covariates) while a chunk is at most
+    10 % nonzero, so the dominant first-layer product skips the zeros; otherwise they are
+    densified per chunk. Both give the same draws up to float rounding. Each call re-seeds
+    the posterior noise with ``seed``, so repeated analyses are reproducible.
 
     Models that also expose ``inference(batch) -> (mean, log-variance)`` (VEGA) are encoded
     once per distinct cell: cells drawn several times (sampling with replacement) share the
@@ -269,11 +274,10 @@ def latent_sampler(
     the encoder) for far less work when groups are small.
     """
     n_cells = x.shape[0]
+    keep_sparse = bool(getattr(model, "encodes_sparse_x", False))
 
     def batch_for(rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        block = x[rows]
-        block = block.toarray() if sp.issparse(block) else np.asarray(block)
-        batch = {x_key: torch.as_tensor(block, dtype=torch.float32, device=device)}
+        batch = {x_key: _encoder_input(x[rows], device, keep_sparse)}
         if covariates is not None:
             batch["covariates"] = torch.as_tensor(
                 covariates[rows], dtype=torch.float32, device=device
@@ -299,6 +303,33 @@ def latent_sampler(
         return np.concatenate([draw.cpu().numpy() for draw in draws], axis=0)
 
     return encode_sample
+
+
+def _encoder_input(
+    block: np.ndarray | sp.spmatrix, device: torch.device, keep_sparse: bool
+) -> torch.Tensor:
+    """Rows of ``x`` as a float32 tensor: sparse CSR when that is the faster product.
+
+    MKL's sparse × dense product beats dense GEMM below ~12 % nonzero on 2 AVX-512 cores
+    (0.30 s vs 0.80 s for 6,340 cells × 7,000 genes at 6 %), and is 4× slower at 25 %.
+    """
+    if not sp.issparse(block):
+        return torch.as_tensor(np.asarray(block), dtype=torch.float32, device=device)
+    n_rows, n_columns = block.shape
+    if not keep_sparse or block.nnz > _SPARSE_DENSITY_LIMIT * n_rows * n_columns:
+        return torch.as_tensor(block.toarray(), dtype=torch.float32, device=device)
+    block = sp.csr_matrix(block, dtype=np.float32)
+    block.sum_duplicates()  # canonical CSR: sorted, unique column indices per row
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.as_tensor(block.indptr, dtype=torch.int64),
+            torch.as_tensor(block.indices, dtype=torch.int64),
+            torch.as_tensor(block.data),
+            size=block.shape,
+            device=device,
+            check_invariants=False,
+        )
 
 
 def _draws_from_posterior(

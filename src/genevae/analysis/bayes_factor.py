@@ -310,8 +310,9 @@ def _encoder_input(
 ) -> torch.Tensor:
     """Rows of ``x`` as a float32 tensor: sparse CSR when that is the faster product.
 
-    MKL's sparse × dense product beats dense GEMM below ~12 % nonzero on 2 AVX-512 cores
-    (0.30 s vs 0.80 s for 6,340 cells × 7,000 genes at 6 %), and is 4× slower at 25 %.
+    On 2 AVX-512 cores MKL's sparse × dense product into 800 units beats dense GEMM up to
+    ~12–15 % nonzero (6,340 cells × 7,000 genes at 6 %: 0.15 s vs 0.41 s) and is about 2×
+    slower at 25 %; the 10 % limit keeps a margin on a loaded machine.
     """
     if not sp.issparse(block):
         return torch.as_tensor(np.asarray(block), dtype=torch.float32, device=device)

@@ -1,23 +1,28 @@
-"""Adapters shared by the model pipelines: AnnData → batches, training, run bookkeeping."""
+"""Adapters shared by the model pipelines: AnnData → batches, training, run bookkeeping.
+
+Like the node modules, this module imports torch, Lightning and anndata inside the functions
+that use them, so that building the pipelines (``kedro run`` start-up) does not load them.
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anndata as ad
-import lightning as L
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from anndata import AnnData
 
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
-from genevae.models.base import GenerativeModel
-from genevae.training import TensorData, TrainingSettings, train_model
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from genevae.models.base import GenerativeModel
+    from genevae.training import TensorData
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,10 @@ def check_parameters(section: str, params: dict[str, Any], target: Any) -> dict[
 
 def seed_model_init(training_params: dict[str, Any]) -> None:
     """Seed torch & co. before a model is built, so its initial weights follow the seed too."""
+    import lightning as L
+
+    from genevae.training import TrainingSettings
+
     L.seed_everything(TrainingSettings.from_params(training_params).seed, verbose=False)
 
 
@@ -59,6 +68,8 @@ def align_genes(adata: AnnData, gene_names: Sequence[str], missing: str = "error
     ``missing="error"`` names the absent genes; ``"zero"`` fills them with zeros (in X and every
     layer), for data measured on a slightly different gene panel.
     """
+    import anndata as ad
+
     absent = pd.Index(gene_names).difference(adata.var_names)
     if len(absent) == 0:
         return adata[:, list(gene_names)]
@@ -69,7 +80,7 @@ def align_genes(adata: AnnData, gene_names: Sequence[str], missing: str = "error
             "'zero' to fill them with zeros."
         )
     logger.warning("Filling %d missing genes with zeros: %s", len(absent), list(absent[:10]))
-    filler = AnnData(
+    filler = ad.AnnData(
         X=sp.csr_matrix((adata.n_obs, len(absent)), dtype=np.float32),
         obs=adata.obs[[]],
         var=pd.DataFrame(index=absent),
@@ -103,6 +114,8 @@ def expression_data(
     covariate_keys: Sequence[str] = (),
 ) -> TensorData:
     """Batch arrays for expression models: ``x``, optional ``counts``/``library``/``covariates``."""
+    from genevae.training import TensorData
+
     arrays: dict[str, Any] = {"x": _matrix(adata, layer)}
     if counts_layer is not None:
         counts = _matrix(adata, counts_layer)
@@ -137,6 +150,8 @@ def fit_model(
     metadata: dict[str, Any] | None = None,
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """Train on a seeded random split (seed from the training parameters)."""
+    from genevae.training import TrainingSettings
+
     seed = TrainingSettings.from_params(training_params).seed
     train_index, validation_index = train_validation_split(len(data), validation_fraction, seed)
     return fit_model_on_split(
@@ -189,6 +204,8 @@ def fit_model_on_split(
     metadata: dict[str, Any] | None = None,
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """Train on explicit train/validation rows, tag the MLflow run, return bundle + history."""
+    from genevae.training import TrainingSettings, train_model
+
     if len(train_index) == 0:
         raise GenevaeInputError("The training split is empty; assign some rows to training.")
     settings = TrainingSettings.from_params(training_params)

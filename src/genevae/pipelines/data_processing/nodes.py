@@ -1,16 +1,21 @@
-"""data_processing nodes: raw TCGA, scRNA-seq, Perturb-seq and gene sets → clean artifacts."""
+"""data_processing nodes: raw TCGA, scRNA-seq, Perturb-seq and gene sets → clean artifacts.
+
+anndata and scanpy are imported inside the nodes that use them, so that building the
+pipeline (``kedro run`` start-up) does not load them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from anndata import AnnData
 
 from genevae.errors import GenevaeInputError
-from genevae.preprocessing import genesets, perturbseq, scrna, tcga
-from genevae.preprocessing.perturbseq_sources import CONTROL_LABEL, standardise_perturbation_labels
+from genevae.preprocessing import genesets, tcga
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 
 # --- TCGA bulk RNA-seq (Tybalt's input) ---------------------------------------------------
@@ -42,6 +47,8 @@ def scale_tcga(
     expression: pd.DataFrame, samples: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[AnnData, pd.DataFrame]:
     """Seeded (stratified) split, zero-one scaler fitted on training samples only."""
+    from anndata import AnnData
+
     split = tcga.split_samples(
         samples["cancer_type"],
         val_fraction=params["validation_fraction"],
@@ -64,6 +71,8 @@ def scale_tcga(
 # --- single-cell RNA-seq (VEGA's input) ------------------------------------------------------
 def preprocess_single_cell(adata: AnnData, params: dict[str, Any]) -> tuple[AnnData, pd.DataFrame]:
     """QC, counts kept in ``layers["counts"]``, normalise, log1p, highly variable genes."""
+    from genevae.preprocessing import scrna
+
     return scrna.preprocess_scrna(adata, **params)
 
 
@@ -86,6 +95,12 @@ def preprocess_perturbseq(adata: AnnData, params: dict[str, Any]) -> tuple[AnnDa
     ``obs["gene"]`` holds the target symbol (controls: ``non-targeting``) and ``obs["split"]``
     the seeded train/validation/test assignment; listed ``held_out_perturbations`` go to test.
     """
+    from genevae.preprocessing import perturbseq
+    from genevae.preprocessing.perturbseq_sources import (
+        CONTROL_LABEL,
+        standardise_perturbation_labels,
+    )
+
     labelled = standardise_perturbation_labels(
         adata, params["perturbation_key"], params["target_gene_key"], params["control_label"]
     )

@@ -1,27 +1,20 @@
-"""Tybalt nodes: thin adapters from catalog data and parameters to the library."""
+"""Tybalt nodes: thin adapters from catalog data and parameters to the library.
+
+Library modules that load torch, scikit-learn or matplotlib are imported inside the node that
+uses them, so that building the pipeline (``kedro run`` start-up) does not load them.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from anndata import AnnData
-from matplotlib.figure import Figure
 
-from genevae.analysis.latent import (
-    embed_2d,
-    high_weight_genes,
-    interpolate,
-    latent_arithmetic,
-    node_activity_summary,
-)
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
-from genevae.models.tybalt import Tybalt
 from genevae.pipelines.common import (
     expression_data,
     final_metrics,
@@ -30,9 +23,10 @@ from genevae.pipelines.common import (
     seed_model_init,
     train_validation_split,
 )
-from genevae.plotting.latent import activation_distributions, embedding_scatter
-from genevae.plotting.training import training_curves
-from genevae.training import encode
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +41,8 @@ def train_tybalt(
     validation_params: dict[str, Any],
 ) -> tuple[ModelBundle, pd.DataFrame, dict]:
     """Build Tybalt for the data's genes and train it on the configured train/validation split."""
+    from genevae.models.tybalt import Tybalt
+
     data = expression_data(adata)
     seed = training_params.get("seed", 0)
     train_index, validation_index = _split(adata.obs, validation_params, seed)
@@ -81,6 +77,8 @@ def node_names(latent_dim: int) -> list[str]:
 
 def encode_samples(bundle: ModelBundle, adata: AnnData) -> tuple[AnnData, pd.DataFrame]:
     """Latent means in ``obsm["X_tybalt"]`` and as a samples × nodes table."""
+    from genevae.training import encode
+
     latent = encode(bundle.model, expression_data(adata[:, bundle.gene_names]))
     table = pd.DataFrame(
         latent,
@@ -104,6 +102,8 @@ def decoder_weight_table(bundle: ModelBundle) -> pd.DataFrame:
 
 def high_weight_gene_table(weights: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """Per-node genes beyond ±n SD of the node's weights (both tails)."""
+    from genevae.analysis.latent import high_weight_genes
+
     return high_weight_genes(
         weights, n_sd=params["high_weight_sd"], centre=params["high_weight_centre"]
     )
@@ -111,6 +111,8 @@ def high_weight_gene_table(weights: pd.DataFrame, params: dict[str, Any]) -> pd.
 
 def node_activity_table(latent: pd.DataFrame) -> pd.DataFrame:
     """Per-node activation summary; warns about dead nodes (constant over samples)."""
+    from genevae.analysis.latent import node_activity_summary
+
     summary = node_activity_summary(latent)
     dead = summary.index[summary["dead"]].tolist()
     if dead:
@@ -155,6 +157,9 @@ def latent_maps(
     Keys are file names: MatplotlibDataset saves a dict under its keys as they are, and the
     ``.png`` suffix lets the MLflow UI preview them (the catalog entry saves PNG).
     """
+    from genevae.analysis.latent import embed_2d
+    from genevae.plotting.latent import embedding_scatter
+
     latent = _latent_frame(encoded)
     perplexity = tsne_perplexity(params["tsne_perplexity"], len(latent))
     maps = {
@@ -176,6 +181,8 @@ def latent_maps(
 
 def activation_distribution_figure(latent: pd.DataFrame, params: dict[str, Any]) -> Figure:
     """Histograms of the first nodes' activations across samples."""
+    from genevae.plotting.latent import activation_distributions
+
     return activation_distributions(
         latent, nodes=list(latent.columns[: params["n_activation_nodes"]])
     )
@@ -183,11 +190,15 @@ def activation_distribution_figure(latent: pd.DataFrame, params: dict[str, Any])
 
 def training_curve_figure(history: pd.DataFrame) -> Figure:
     """Per-epoch train/validation curves of every loss term (and β)."""
+    from genevae.plotting.training import training_curves
+
     return training_curves(history, title="Tybalt training")
 
 
 def sample_from_prior(bundle: ModelBundle, params: dict[str, Any]) -> pd.DataFrame:
     """``n_prior_samples`` profiles decoded from N(0, I) draws (seeded)."""
+    import torch
+
     generator = torch.Generator().manual_seed(params["seed"])
     profiles = bundle.model.generate(params["n_prior_samples"], generator=generator)
     index = pd.Index([f"prior_{i}" for i in range(len(profiles))], name="profile")
@@ -202,6 +213,8 @@ def latent_arithmetic_profiles(
     ``groupby`` is an obs column or a list of columns; with a list, labels are the values
     joined by ``|`` (e.g. ``READ|Primary Solid Tumor``).
     """
+    from genevae.analysis.latent import latent_arithmetic
+
     latent = _latent_frame(encoded)
     specs = params["arithmetic"]
     vectors = [
@@ -223,6 +236,8 @@ def interpolation_profiles(
     of ``start_group``/``end_group`` in the ``groupby`` labels. Rows are indexed by start,
     end and fraction of the way (0 … 1).
     """
+    from genevae.analysis.latent import interpolate
+
     latent = _latent_frame(encoded)
     start = params.get("start") or _first_sample(encoded.obs, params, "start_group")
     end = params.get("end") or _first_sample(encoded.obs, params, "end_group")
@@ -275,9 +290,11 @@ def _latent_frame(encoded: AnnData) -> pd.DataFrame:
     )
 
 
-@torch.no_grad()
 def _decode(bundle: ModelBundle, z: np.ndarray, index: pd.Index) -> pd.DataFrame:
     """Expected zero-one expression of latent points, as profiles × genes."""
+    import torch
+
     device = bundle.model.decoder.weight.device
-    profiles = bundle.model.decode(torch.as_tensor(z, dtype=torch.float32, device=device))
+    with torch.no_grad():
+        profiles = bundle.model.decode(torch.as_tensor(z, dtype=torch.float32, device=device))
     return pd.DataFrame(profiles.cpu().numpy(), index=index, columns=bundle.gene_names)

@@ -1,21 +1,19 @@
-"""VEGA nodes: thin adapters from catalog data and parameters to the library."""
+"""VEGA nodes: thin adapters from catalog data and parameters to the library.
+
+Library modules that load torch, scanpy, gseapy or matplotlib are imported inside the node
+that uses them, so that building the pipeline (``kedro run`` start-up) does not load them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from anndata import AnnData
-from matplotlib.figure import Figure
 
-from genevae.analysis.bayes_factor import differential_activity, latent_sampler, obs_labels
-from genevae.analysis.gsea import compare_gsea_with_bayes_factors, run_prerank, wilcoxon_ranking
-from genevae.analysis.latent import embed_2d
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
-from genevae.models.vega import VEGA
 from genevae.pipelines.common import (
     align_genes,
     check_parameters,
@@ -24,10 +22,10 @@ from genevae.pipelines.common import (
     fit_model,
     seed_model_init,
 )
-from genevae.plotting.latent import embedding_scatter
-from genevae.plotting.modules import gsea_vs_bayes_factor, module_scatter, module_violins, volcano
-from genevae.plotting.training import training_curves
-from genevae.training import encode
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
 
 def select_collection(collection: str, **options: Any) -> Any:
@@ -53,6 +51,8 @@ def train_vega(
     adata: AnnData, mask: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[ModelBundle, pd.DataFrame, dict]:
     """Build VEGA on the mask's modules and train it on a seeded 80/20 split."""
+    from genevae.models.vega import VEGA
+
     mask = _aligned_mask(adata, mask)
     model_params = check_parameters("vega.model", dict(params["model"]), VEGA)
     seed_model_init(params["training"])
@@ -86,6 +86,8 @@ def encode_module_activities(
     Works out of sample: genes are matched by name; absent genes raise an error naming them,
     or are zero-filled with ``missing_genes="zero"``.
     """
+    from genevae.training import encode
+
     data = _bundle_data(bundle, adata, missing_genes)
     latent = encode(bundle.model, data)
     result = adata.copy()
@@ -115,6 +117,8 @@ def decoder_weight_table(bundle: ModelBundle) -> pd.DataFrame:
 
 def _restrict_cells(adata: AnnData, comparison: dict[str, Any], cell_type_key: str) -> AnnData:
     """The cells a comparison is about (all, or only the listed cell types)."""
+    from genevae.analysis.bayes_factor import obs_labels
+
     cell_types = comparison.get("cell_types")
     if not cell_types:
         return adata
@@ -132,6 +136,8 @@ def differential_activity_tables(
     bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
 ) -> pd.DataFrame:
     """Bayes-factor tables for every configured comparison, stacked with a ``comparison`` column."""
+    from genevae.analysis.bayes_factor import differential_activity, latent_sampler, obs_labels
+
     check_parameters("vega.analysis.bayes_factor", params["bayes_factor"], differential_activity)
     n_genes = bundle.model.gene_module_mask.detach().cpu().numpy().sum(axis=0).astype(int)
     tables = []
@@ -166,6 +172,10 @@ def _comparison_name(comparison: dict[str, Any]) -> str:
 
 def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:
     """UMAP of the module activities coloured by each configured obs column."""
+    from genevae.analysis.bayes_factor import obs_labels
+    from genevae.analysis.latent import embed_2d
+    from genevae.plotting.latent import embedding_scatter
+
     latent = pd.DataFrame(activities.obsm["X_vega"], index=activities.obs_names)
     coords = embed_2d(latent, method="umap", seed=params["seed"])
     return {
@@ -178,6 +188,8 @@ def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure
 
 def training_curve_figure(history: pd.DataFrame) -> Figure:
     """Per-epoch train/validation curves of every loss term."""
+    from genevae.plotting.training import training_curves
+
     return training_curves(history, title="VEGA training")
 
 
@@ -188,6 +200,8 @@ def top_genes_table(weights: pd.DataFrame, params: dict[str, Any]) -> pd.DataFra
 
 def volcano_figures(bf_table: pd.DataFrame, params: dict[str, Any]) -> dict[str, Figure]:
     """One ln BF vs mean-difference volcano per comparison."""
+    from genevae.plotting.modules import volcano
+
     thresholds = params["bayes_factor"]
     return {
         f"volcano_{_file_name(name)}.png": volcano(
@@ -215,6 +229,8 @@ def _activities_frame(activities: AnnData) -> pd.DataFrame:
 
 def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:
     """Violins of chosen modules per group, and a bivariate module scatter."""
+    from genevae.plotting.modules import module_scatter, module_violins
+
     frame = _activities_frame(activities)
     modules = [m for m in params["plot_modules"] if m in frame.columns]
     figures = {
@@ -234,6 +250,13 @@ def gsea_comparison(
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, Figure]:
     """GSEA prerank on Wilcoxon scores of the same contrast, joined with VEGA's ln BF."""
+    from genevae.analysis.gsea import (
+        compare_gsea_with_bayes_factors,
+        run_prerank,
+        wilcoxon_ranking,
+    )
+    from genevae.plotting.modules import gsea_vs_bayes_factor
+
     contrast = next(
         (c for c in params["comparisons"] if _comparison_name(c) == params["gsea"]["comparison"]),
         None,

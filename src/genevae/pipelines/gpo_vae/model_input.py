@@ -11,18 +11,26 @@ The ``05_model_input`` artifact keeps AnnData conventions so it opens in scanpy:
   ``total_qc``, ``has_cf``, ``library``, ``perturbation_weight`` and ``qc_weight`` (plate
   weights within the cell's split), ``matched_control`` (obs name of the OT-matched control);
 - ``uns["gpo_vae"]``: ``node_names``, ``n_perturbed``, ``control_label``.
+
+anndata and torch are imported by the functions that build objects of theirs, so that the
+pipeline modules importing this one stay light (``kedro run`` start-up).
 """
 
 from __future__ import annotations
 
-import anndata as ad
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from genevae.errors import GenevaeInputError
-from genevae.preprocessing.gpo_inputs import GPOInputs
-from genevae.training import TensorData
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+    from genevae.preprocessing.gpo_inputs import GPOInputs
+    from genevae.training import TensorData
 
 UNS_KEY = "gpo_vae"
 OBSM_KEYS = ("dosage", "delta_x")
@@ -44,6 +52,8 @@ def to_anndata(
     adata: ad.AnnData, inputs: GPOInputs, counts_layer: str | None, control_label: str
 ) -> ad.AnnData:
     """Bundle ``adata``'s expression with the :class:`GPOInputs` built from it (see module doc)."""
+    import anndata as ad
+
     counts = adata.X if counts_layer is None else adata.layers[counts_layer]
     nodes = pd.Index(inputs.node_names, name="node")
     qc_total = inputs.qc["total_qc"].to_numpy().astype(np.float32)
@@ -120,6 +130,8 @@ def _column(values: pd.Series) -> np.ndarray:
 
 def tensor_data(model_input: ad.AnnData, split: str) -> TensorData:
     """The batch keys GPO-VAE's ``loss`` reads, for the cells of one split."""
+    from genevae.training import TensorData
+
     info(model_input)
     part = model_input[split_rows(model_input, split)]
     obs = part.obs

@@ -1,32 +1,33 @@
-"""GPO-VAE nodes: thin adapters from catalog data and parameters to the library."""
+"""GPO-VAE nodes: thin adapters from catalog data and parameters to the library.
+
+Library modules that load torch, POT, scanpy, scikit-learn or matplotlib (and
+`genevae.pipelines.gpo_vae.evaluation`, which loads several) are imported inside the node that
+uses them, so that building the pipeline (``kedro run`` start-up) does not load them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from anndata import AnnData
-from matplotlib.figure import Figure
 
-from genevae.analysis.grn import grn_edge_table, top_edges_per_regulator
-from genevae.analysis.perturbation import predicted_ate
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
-from genevae.models.gpo_vae import GPOVAE, log_standardization
-from genevae.pipelines.gpo_vae import evaluation
 from genevae.pipelines.gpo_vae.model_input import (
     info,
     perturbation_dosage,
     tensor_data,
     to_anndata,
 )
-from genevae.plotting.grn import grn_heatmap, top_edges_plot
-from genevae.plotting.training import training_curves
-from genevae.preprocessing.gpo_inputs import build_gpo_inputs
-from genevae.training import TrainingSettings, map_batches, train_model
+
+if TYPE_CHECKING:
+    import torch
+    from anndata import AnnData
+    from matplotlib.figure import Figure
+
+    from genevae.models.gpo_vae import GPOVAE
 
 _INPUT_KEYS = (
     "lfc_threshold",
@@ -43,6 +44,8 @@ _INPUT_KEYS = (
 
 def build_model_input(adata: AnnData, params: dict[str, Any]) -> AnnData:
     """GRN nodes, dosage, OT-matched ΔX, QC flags, counterfactuals and weights in one AnnData."""
+    from genevae.preprocessing.gpo_inputs import build_gpo_inputs
+
     inputs = build_gpo_inputs(
         adata,
         params["perturbation_key"],
@@ -65,6 +68,11 @@ def train_gpo_vae(
     Returns the bundle, the per-epoch history and the same history as MLflow metrics (logged
     under the variant's prefix, so the three variants of one run do not mix).
     """
+    import torch
+
+    from genevae.models.gpo_vae import GPOVAE, log_standardization
+    from genevae.training import TrainingSettings, train_model
+
     meta = info(model_input)
     train, validation = tensor_data(model_input, "train"), tensor_data(model_input, "validation")
     settings = TrainingSettings.from_params(_variant_training(training_params, variant["name"]))
@@ -109,12 +117,16 @@ def _epoch_metrics(history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
 
 
 def _device_model(bundle: ModelBundle) -> GPOVAE:
+    import torch
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return bundle.model.to(device).eval()
 
 
 def predict_ate(bundle: ModelBundle, model_input: AnnData, params: dict[str, Any]) -> pd.DataFrame:
     """Model ATE per perturbation (perturbation × gene), perturbseq scale, 1e4 library size."""
+    from genevae.analysis.perturbation import predicted_ate
+
     ate = predicted_ate(
         _device_model(bundle),
         perturbation_dosage(model_input),
@@ -131,6 +143,10 @@ def iwelbo_on_test_cells(
     bundle: ModelBundle, model_input: AnnData, params: dict[str, Any]
 ) -> float:
     """Mean test-cell IWELBO (globals drawn once from the guide and shared by all cells)."""
+    import torch
+
+    from genevae.training import map_batches
+
     model = _device_model(bundle)
     generator = torch.Generator().manual_seed(params["seed"])
     with torch.no_grad():
@@ -152,6 +168,8 @@ def _to(batch: dict[str, torch.Tensor], model: GPOVAE) -> dict[str, torch.Tensor
 
 def grn_edges(bundle: ModelBundle) -> pd.DataFrame:
     """The learned GRN, σ(q(M) logits), as (regulator, target, probability, in_perturbed_block)."""
+    from genevae.analysis.grn import grn_edge_table
+
     meta = bundle.metadata
     probabilities = bundle.model.grn_probabilities().cpu().numpy()
     return grn_edge_table(probabilities, meta["node_names"], meta["n_perturbed"])
@@ -159,6 +177,8 @@ def grn_edges(bundle: ModelBundle) -> pd.DataFrame:
 
 def grn_heatmap_figure(edges: pd.DataFrame, bundle: ModelBundle) -> Figure:
     """Heat map of the perturbed block G° (the block GPO-VAE's GRN is evaluated on)."""
+    from genevae.plotting.grn import grn_heatmap
+
     meta = bundle.metadata
     perturbed = meta["node_names"][: meta["n_perturbed"]]
     title = f"GPO-VAE ({meta['variant']}): perturbed-gene GRN"
@@ -167,16 +187,22 @@ def grn_heatmap_figure(edges: pd.DataFrame, bundle: ModelBundle) -> Figure:
 
 def top_edges(edges: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """Each regulator's most probable targets (all GRN nodes)."""
+    from genevae.analysis.grn import top_edges_per_regulator
+
     return top_edges_per_regulator(edges, params["top_edges_per_regulator"])
 
 
 def top_edges_figure(table: pd.DataFrame, bundle: ModelBundle) -> Figure:
     """Bar panels of each regulator's top targets."""
+    from genevae.plotting.grn import top_edges_plot
+
     return top_edges_plot(table, title=f"GPO-VAE ({bundle.metadata['variant']}): top targets")
 
 
 def training_curve_figure(history: pd.DataFrame, variant: dict[str, Any]) -> Figure:
     """Per-epoch train/validation curves of every loss term."""
+    from genevae.plotting.training import training_curves
+
     return training_curves(history, title=f"GPO-VAE ({variant['name']}) training")
 
 
@@ -192,6 +218,8 @@ def compare_predictors(
     ``<predictor>__edges`` for every trained variant. Also returns the table's finite
     entries as MLflow metrics.
     """
+    from genevae.pipelines.gpo_vae import evaluation
+
     parts: dict[str, dict[str, Any]] = {}
     for key, value in variant_outputs.items():
         predictor, _, kind = key.rpartition("__")

@@ -12,13 +12,15 @@ import base64
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from genevae.errors import GenevaeInputError
+
+if TYPE_CHECKING:  # figures arrive ready-made; only their type is named here
+    from matplotlib.figure import Figure
 
 METRIC_COLUMNS = (
     "model",

@@ -4,6 +4,9 @@
 - :func:`vega_trainer`: trains VEGA through the vega pipeline's own ``train_vega`` (one
   training code path), each fit in its own nested MLflow run;
 - :func:`producing_run`: the MLflow run that wrote a dataset version (provenance links).
+
+torch and the training stack are imported by the functions that run a model, so that the
+pipeline modules importing this one stay light (``kedro run`` start-up).
 """
 
 from __future__ import annotations
@@ -13,18 +16,21 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from anndata import AnnData
 
-from genevae.analysis.generalisation import Encoder, Posterior, Trainer
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.pipelines.common import expression_data
 from genevae.pipelines.vega.nodes import train_vega
-from genevae.training import TensorData, map_batches
+
+if TYPE_CHECKING:
+    import torch
+    from anndata import AnnData
+
+    from genevae.analysis.generalisation import Encoder, Posterior, Trainer
+    from genevae.training import TensorData
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,8 @@ def _on_data_scale(model: torch.nn.Module, decoded: np.ndarray, target_sum: floa
 
 def reconstruct(bundle: ModelBundle, adata: AnnData, target_sum: float = 1e4) -> np.ndarray:
     """Decoded posterior means (cells × genes) on the scale of the model's input ``X``."""
+    from genevae.training import map_batches
+
     model = bundle.model
     decoded = map_batches(
         model, bundle_data(bundle, adata), lambda batch: _decode(model, model.encode(batch), batch)
@@ -73,6 +81,11 @@ def reconstruct(bundle: ModelBundle, adata: AnnData, target_sum: float = 1e4) ->
 
 def vega_posterior(bundle: ModelBundle, adata: AnnData, target_sum: float = 1e4) -> Posterior:
     """Posterior means, log-variances and mean reconstructions of VEGA (eval mode)."""
+    import torch
+
+    from genevae.analysis.generalisation import Posterior
+    from genevae.training import map_batches
+
     model = bundle.model
 
     def moments(batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -12,12 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genevae.analysis.baselines import differential_module_scores, module_scores
-from genevae.analysis.bayes_factor import differential_activity
-from genevae.analysis.generalisation import posterior_sampler, summarise_resamples
-from genevae.analysis.grn import reference_network_metrics
-from genevae.analysis.gsea import run_prerank, wilcoxon_ranking
-from genevae.analysis.metrics import recovery_scores
 from genevae.pipelines.evaluation.adapters import child_run, merged_vega_params, vega_trainer
 from genevae.pipelines.evaluation.generalisation import mean_sd
 from genevae.pipelines.evaluation.parts import (
@@ -26,14 +20,9 @@ from genevae.pipelines.evaluation.parts import (
     metric_rows,
     section_part,
 )
-from genevae.pipelines.gpo_vae import evaluation as gpo_evaluation
 from genevae.pipelines.gpo_vae import nodes as gpo_nodes
 from genevae.pipelines.gpo_vae.model_input import info
 from genevae.preprocessing.genesets import build_gene_module_mask
-from genevae.preprocessing.gpo_inputs import log_normalise_counts
-from genevae.preprocessing.perturbseq import split_cells
-from genevae.preprocessing.synthetic import make_module_dataset, make_perturbseq_from_grn
-from genevae.reporting import figures
 from genevae.reporting.sections import ReportSection, TableBlock
 
 # --- planted-module benchmark -------------------------------------------------------------------
@@ -43,6 +32,11 @@ def _planted_scores(
     data, fit: dict[str, Any], params: dict[str, Any], seed: int
 ) -> dict[str, pd.Series]:
     """Signed stimulated-vs-control score per module from VEGA, module scores and GSEA."""
+    from genevae.analysis.baselines import differential_module_scores, module_scores
+    from genevae.analysis.bayes_factor import differential_activity
+    from genevae.analysis.generalisation import posterior_sampler
+    from genevae.analysis.gsea import run_prerank, wilcoxon_ranking
+
     adata = data.adata
     mask_info = build_gene_module_mask(adata.var_names, data.gene_sets, add_nodes=1)
     mask = pd.DataFrame(mask_info.mask, index=adata.var_names, columns=mask_info.module_names)
@@ -89,6 +83,9 @@ def planted_module_benchmark(vega_params: dict[str, Any], params: dict[str, Any]
     Data come from ``make_module_dataset`` (planted modules up in stimulated cells); VEGA is
     trained with the vega parameters plus ``params["training"]``/``params["model"]``.
     """
+    from genevae.analysis.metrics import recovery_scores
+    from genevae.preprocessing.synthetic import make_module_dataset
+
     columns = ["n_cells", "replicate", "method", "auroc", "auprc", "prevalence"]
     if not params["enabled"]:
         return pd.DataFrame(columns=columns)
@@ -116,6 +113,9 @@ def _recovery_part(
     caption: str,
 ) -> ReportSection:
     """Table (mean ± SD over replicates), curves against size and long metrics of a benchmark."""
+    from genevae.analysis.generalisation import summarise_resamples
+    from genevae.reporting import figures
+
     table = summarise_resamples(results, ["n_cells", "method"], ["auroc", "auprc"])
     long = table.melt(
         id_vars=["n_cells", "method"],
@@ -223,6 +223,10 @@ GRN_COLUMNS = ["n_cells", "replicate", "method", "auroc", "auprc", "prevalence"]
 
 def _screen_input(n_cells: int, seed: int, gpo_params: dict[str, Any], params: dict[str, Any]):
     """A synthetic CRISPRi screen from a planted GRN, as the gpo_vae pipeline's model input."""
+    from genevae.preprocessing.gpo_inputs import log_normalise_counts
+    from genevae.preprocessing.perturbseq import split_cells
+    from genevae.preprocessing.synthetic import make_perturbseq_from_grn
+
     screen = make_perturbseq_from_grn(n_cells_per_group=n_cells, seed=seed, **params["screen"])
     adata = screen.adata
     adata.X = log_normalise_counts(adata.layers["counts"])
@@ -239,6 +243,9 @@ def planted_grn_benchmark(gpo_params: dict[str, Any], benchmark: dict[str, Any])
     and scored like the effect-size baseline (|ATE| of training cells) on every
     regulator × node pair.
     """
+    from genevae.analysis.grn import reference_network_metrics
+    from genevae.pipelines.gpo_vae import evaluation as gpo_evaluation
+
     params = benchmark["grn"]
     if not (benchmark["enabled"] and params["enabled"]):
         return pd.DataFrame(columns=GRN_COLUMNS)

@@ -8,19 +8,11 @@ the experiment's overrides.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from anndata import AnnData
 
-from genevae.analysis.generalisation import (
-    PAPER_MEAN_TOP50_OVERLAP,
-    Encoder,
-    biological_generalisation,
-    summarise_resamples,
-    technical_generalisation,
-)
 from genevae.pipelines.evaluation.adapters import (
     merged_vega_params,
     same_training,
@@ -35,8 +27,12 @@ from genevae.pipelines.evaluation.parts import (
     metric_rows,
     section_part,
 )
-from genevae.reporting import figures
 from genevae.reporting.sections import ReportSection, TableBlock
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from genevae.analysis.generalisation import Encoder
 
 BIOLOGICAL_COLUMNS = [
     "cell_type", "n_stimulated", "n_control", "resample", "r2_full", "r2_held_out",
@@ -94,6 +90,8 @@ def biological_experiment(
     params: dict[str, Any],
 ) -> pd.DataFrame:
     """Per cell type: full model vs a model trained without that type's stimulated cells."""
+    from genevae.analysis.generalisation import biological_generalisation
+
     if not params["enabled"]:
         return pd.DataFrame(columns=BIOLOGICAL_COLUMNS)
     plan = fit_plan(adata, mask, full_model, vega_params, params)
@@ -131,6 +129,8 @@ def technical_experiment(
     params: dict[str, Any],
 ) -> pd.DataFrame:
     """Train on study A, encode study B; per cell type compare with B's own model."""
+    from genevae.analysis.generalisation import technical_generalisation
+
     technical = params["technical"]
     if not (params["enabled"] and technical["enabled"]):
         return pd.DataFrame(columns=TECHNICAL_COLUMNS)
@@ -162,6 +162,9 @@ def mean_sd(summary: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _biological_part(results: pd.DataFrame, params: dict[str, Any]) -> ReportSection:
+    from genevae.analysis.generalisation import PAPER_MEAN_TOP50_OVERLAP, summarise_resamples
+    from genevae.reporting import figures
+
     k = params["comparison"]["top_k"]
     summary = summarise_resamples(
         results,
@@ -262,6 +265,9 @@ def _biological_part(results: pd.DataFrame, params: dict[str, Any]) -> ReportSec
 
 
 def _technical_part(results: pd.DataFrame, params: dict[str, Any]) -> ReportSection:
+    from genevae.analysis.generalisation import summarise_resamples
+    from genevae.reporting import figures
+
     k = params["comparison"]["top_k"]
     columns = ["top_k_overlap", "r2_in_sample", "r2_out_of_sample"]
     summary = summarise_resamples(results, ["cell_type", "n_cells"], columns)

@@ -7,15 +7,11 @@ contrast (by default the vega pipeline's GSEA contrast: the paper's innate cells
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from anndata import AnnData
 
-from genevae.analysis.baselines import differential_module_scores, module_scores
-from genevae.analysis.gsea import compare_gsea_with_bayes_factors, run_prerank, wilcoxon_ranking
-from genevae.analysis.metrics import call_jaccard, spearman
 from genevae.errors import GenevaeInputError
 from genevae.pipelines.evaluation.adapters import gene_sets_of
 from genevae.pipelines.evaluation.datasets import Loaded
@@ -25,9 +21,10 @@ from genevae.pipelines.evaluation.parts import (
     metric_rows,
     section_part,
 )
-from genevae.plotting.modules import gsea_vs_bayes_factor
-from genevae.reporting import figures
 from genevae.reporting.sections import ReportSection, TableBlock
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 
 def _contrast(vega_analysis: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +57,12 @@ def _gsea_table(
     settings: dict[str, Any],
 ) -> tuple[pd.DataFrame, str]:
     """The vega pipeline's GSEA comparison when it is of this contrast, else a fresh prerank."""
+    from genevae.analysis.gsea import (
+        compare_gsea_with_bayes_factors,
+        run_prerank,
+        wilcoxon_ranking,
+    )
+
     if (
         saved is not None
         and contrast["is_gsea_contrast"]
@@ -87,6 +90,8 @@ def module_activity(
     All three score the model's modules on the same cells and contrast (by default the
     vega pipeline's GSEA contrast, the paper's innate cells stimulated vs control).
     """
+    from genevae.analysis.baselines import differential_module_scores, module_scores
+
     if differential is None or model is None or encoded is None:
         return absent_part(), pd.DataFrame(columns=["module"])
     settings = params["module_activity"]
@@ -142,6 +147,8 @@ def _module_calls(table: pd.DataFrame, settings: dict[str, Any], model: str) -> 
 
 def _module_metrics(table: pd.DataFrame, calls: pd.DataFrame, model: str) -> pd.DataFrame:
     """Agreement (pairs), size bias and number of significant modules, in the long format."""
+    from genevae.analysis.metrics import call_jaccard, spearman
+
     rows = []
     for first, second in ((model, "gsea"), (model, "module_score"), ("gsea", "module_score")):
         pair = f"{first} ~ {second}"
@@ -197,6 +204,9 @@ def _module_tables(metrics: pd.DataFrame, settings: dict[str, Any]) -> list[Tabl
 def _module_part(
     table: pd.DataFrame, params: dict[str, Any], contrast: dict[str, Any]
 ) -> ReportSection:
+    from genevae.plotting.modules import gsea_vs_bayes_factor
+    from genevae.reporting import figures
+
     settings, model = params["module_activity"], params["model"]
     comparison = contrast["name"]
     metrics = _module_metrics(table, _module_calls(table, settings, model), model)

@@ -5,27 +5,20 @@ Every model input arrives through an :class:`OptionalDataset` as a ``Loaded`` re
 ``None`` (the model has not run); nodes then return absent parts and the section says what
 to run. Each node returns a partial :class:`ReportSection`; ``assemble_section`` merges them
 with the provenance of the inputs.
+
+Libraries that load scikit-learn, scanpy, torch or matplotlib are imported inside the
+functions that use them, so that building the pipeline (``kedro run`` start-up) does not.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from anndata import AnnData
 
-from genevae.analysis.baselines import (
-    PCABaseline,
-    pca_baseline,
-)
-from genevae.analysis.metrics import (
-    gene_squared_error,
-    latent_scores,
-    reconstruction_scores,
-)
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
 from genevae.pipelines.evaluation.adapters import (
@@ -41,8 +34,12 @@ from genevae.pipelines.evaluation.parts import (
     metric_rows,
     section_part,
 )
-from genevae.reporting import figures
 from genevae.reporting.sections import ReportSection, TableBlock
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from genevae.analysis.baselines import PCABaseline
 
 GENE_MEAN = "gene_mean"
 
@@ -58,6 +55,8 @@ def latent_and_reconstruction(
     model: Loaded | None, encoded: Loaded | None, params: dict[str, Any]
 ) -> tuple[ReportSection, ReportSection, pd.DataFrame]:
     """Latent quality and reconstruction of a model beside one PCA of the same cells."""
+    from genevae.analysis.baselines import pca_baseline
+
     if encoded is None:
         return absent_part(), absent_part(), pd.DataFrame(columns=["gene"])
     settings = params["latent"]
@@ -70,6 +69,9 @@ def latent_and_reconstruction(
 
 def latent_quality(adata: AnnData, pca: PCABaseline, params: dict[str, Any]) -> ReportSection:
     """Silhouette and k-NN accuracy of the model's latent space beside PCA, per label."""
+    from genevae.analysis.metrics import latent_scores
+    from genevae.reporting import figures
+
     model, settings = params["model"], params["latent"]
     keys = [key for key in params["label_keys"] if key in adata.obs.columns]
     absent = sorted(set(params["label_keys"]) - set(keys))
@@ -130,6 +132,8 @@ def reconstruction_quality(
     bundle: ModelBundle, adata: AnnData, pca: PCABaseline, params: dict[str, Any]
 ) -> tuple[ReportSection, pd.DataFrame]:
     """R² of mean profiles per group and per-gene errors of the model and the PCA baseline."""
+    from genevae.analysis.metrics import gene_squared_error, reconstruction_scores
+
     name = params["model"]
     genes = adata.var_names.get_indexer(bundle.gene_names)
     if (genes < 0).any():
@@ -162,6 +166,8 @@ def reconstruction_quality(
 def _reconstruction_part(
     scores: pd.DataFrame, errors: pd.DataFrame, params: dict[str, Any], baselines: list[str]
 ) -> ReportSection:
+    from genevae.reporting import figures
+
     name = params["model"]
     per_group = scores[scores["metric"] == "mean_profile_r2"]
     wide = per_group.pivot_table(
@@ -232,6 +238,8 @@ def _predictor_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def gpo_vae_results(comparison: Loaded | None, params: dict[str, Any]) -> ReportSection:
     """The gpo_vae pipeline's comparison table: variants beside baselines and noise ceiling."""
+    from genevae.reporting import figures
+
     if comparison is None:
         return absent_part()
     table = _predictor_table(comparison.data)

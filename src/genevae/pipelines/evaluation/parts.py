@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from genevae.reporting.sections import METRIC_COLUMNS, FigureBlock, ReportSection, TableBlock
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGURE_DPI = 110
 

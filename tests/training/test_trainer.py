@@ -102,3 +102,27 @@ def test_a_trailing_single_row_joins_the_previous_batch():
     assert [len(b["x"]) for b in InMemoryBatches(data, 4)] == [4, 5]
     assert [len(b["x"]) for b in InMemoryBatches(data, 4, drop_last=True)] == [4, 4]
     assert [len(b["x"]) for b in InMemoryBatches(data.subset(np.arange(1)), 4)] == [1]
+
+
+def test_ddp_spawn_on_two_cpu_processes_keeps_history_weights_and_mlflow_metrics(tmp_path):
+    """The workers train; the caller gets rank 0's history, the trained weights and metrics."""
+    import mlflow
+
+    data = _data()
+    model = ToyAutoencoder()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = _settings(max_epochs=4, accelerator="cpu", devices=2, strategy="ddp_spawn")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        result = train_model(
+            model, data.subset(np.arange(200)), data.subset(np.arange(200, 256)), settings
+        )
+    history = result.history
+    assert result.epochs_run == 4
+    assert sorted(history["epoch"].unique()) == [0, 1, 2, 3]
+    assert set(history["split"]) == {"train", "val"}
+    train_loss = history.query("split == 'train' and term == 'loss'").sort_values("epoch")["value"]
+    assert train_loss.iloc[-1] < train_loss.iloc[0]
+    assert any(not torch.equal(initial[k], v) for k, v in model.state_dict().items())
+    logged = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in logged] == [0, 1, 2, 3]

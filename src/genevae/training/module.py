@@ -85,7 +85,7 @@ class GenerativeTrainingModule(L.LightningModule):
                 on_epoch=True,
                 prog_bar=name == "loss",
                 batch_size=cells,
-                sync_dist=split == "val",
+                sync_dist=True,  # averaged over devices under ddp; a no-op on one device
             )
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

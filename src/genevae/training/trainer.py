@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import numbers
 import platform
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ class TrainingSettings:
     """Everything that decides how a model is trained; built from the ``training`` parameters.
 
     ``accelerator``/``devices``/``strategy`` are passed to Lightning unchanged, so a GPU or
-    several GPUs with ``strategy: ddp`` is a configuration change, not a code change.
+    several GPUs with ``strategy: ddp_spawn`` is a configuration change, not a code change.
     """
 
     max_epochs: int = 50
@@ -128,25 +131,36 @@ class TrainingResult:
 
 
 class EpochHistory(Callback):
-    """Collects per-epoch metrics into a long table and forwards them to an active MLflow run."""
+    """Collects per-epoch metrics into a long table and forwards them to MLflow.
 
-    def __init__(self, log_to_mlflow: bool = True) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.log_to_mlflow = log_to_mlflow
+    Rows are appended to ``spool`` (JSON lines) as well as kept in memory: with
+    ``strategy: ddp_spawn`` the training runs in worker processes, and the spool is how rank 0's
+    history reaches the process that called :func:`train_model`. For the same reason the
+    MLflow run is captured when the callback is built and metrics are logged to it by id.
+    """
+
+    def __init__(self, spool: Path, log_to_mlflow: bool = True) -> None:
+        self.spool = spool
+        self.mlflow_run = _active_mlflow_run() if log_to_mlflow else None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
         epoch = trainer.current_epoch
-        for key, value in metrics.items():
-            split, term = key.split("/", 1)
-            self.rows.append({"epoch": epoch, "split": split, "term": term, "value": value})
-        if self.log_to_mlflow:
-            _log_epoch_to_mlflow(metrics, epoch)
+        with self.spool.open("a") as spool:
+            for key, value in metrics.items():
+                split, term = key.split("/", 1)
+                row = {"epoch": epoch, "split": split, "term": term, "value": value}
+                spool.write(json.dumps(row) + "\n")
+        if self.mlflow_run is not None:
+            _log_epoch_to_mlflow(self.mlflow_run, metrics, epoch)
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["epoch", "split", "term", "value"])
+        columns = ["epoch", "split", "term", "value"]
+        if not self.spool.exists():
+            return pd.DataFrame(columns=columns)
+        return pd.read_json(self.spool, lines=True, dtype=False).reindex(columns=columns)
 
 
 class EpochSeeding(Callback):
@@ -166,11 +180,22 @@ class EpochSeeding(Callback):
         torch.manual_seed(hash((self.seed, epoch)) % 2**63)
 
 
-def _log_epoch_to_mlflow(metrics: dict[str, float], epoch: int) -> None:
+def _active_mlflow_run() -> tuple[str, str] | None:
+    """(tracking URI, run id) of the active MLflow run, if any."""
     import mlflow
 
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()}, step=epoch)
+    run = mlflow.active_run()
+    return None if run is None else (mlflow.get_tracking_uri(), run.info.run_id)
+
+
+def _log_epoch_to_mlflow(run: tuple[str, str], metrics: dict[str, float], epoch: int) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    tracking_uri, run_id = run
+    timestamp = int(time.time() * 1000)
+    batch = [Metric(k.replace("/", "_"), v, timestamp, epoch) for k, v in metrics.items()]
+    MlflowClient(tracking_uri).log_batch(run_id, metrics=batch)
 
 
 def _device_name(device: torch.device) -> str:
@@ -229,7 +254,30 @@ def train_model(
         adam_eps=settings.adam_eps,
         loss_reduction=settings.loss_reduction,
     )
-    history = EpochHistory(log_to_mlflow=log_to_mlflow)
+    with tempfile.TemporaryDirectory(prefix="genevae-history-") as spool_dir:
+        history = EpochHistory(Path(spool_dir) / "history.jsonl", log_to_mlflow=log_to_mlflow)
+        trainer = _fit(module, train_data, val_data, settings, history)
+        table = history.table()
+    device = trainer.strategy.root_device
+    model.eval()
+    return TrainingResult(
+        model=model,
+        history=table,
+        epochs_run=max(trainer.current_epoch, _epochs_in(table)),
+        device=device.type,
+        device_name=_device_name(device),
+        best_checkpoint=_best_checkpoint(trainer),
+    )
+
+
+def _fit(
+    module: GenerativeTrainingModule,
+    train_data: TensorData,
+    val_data: TensorData | None,
+    settings: TrainingSettings,
+    history: EpochHistory,
+) -> L.Trainer:
+    """Build the Lightning trainer for ``settings`` and fit ``module``; return the trainer."""
     has_validation = val_data is not None and len(val_data) > 0
     train_batches = InMemoryBatches(train_data, settings.batch_size, seed=settings.seed)
     val_batches = (
@@ -259,16 +307,12 @@ def train_model(
     trainer.fit(
         module, train_batches, val_batches, ckpt_path=_resume_path(settings), weights_only=True
     )
-    device = trainer.strategy.root_device
-    model.eval()
-    return TrainingResult(
-        model=model,
-        history=history.table(),
-        epochs_run=trainer.current_epoch,
-        device=device.type,
-        device_name=_device_name(device),
-        best_checkpoint=_best_checkpoint(trainer),
-    )
+    return trainer
+
+
+def _epochs_in(history: pd.DataFrame) -> int:
+    """Epochs recorded in ``history``; under ddp_spawn the caller's trainer does not count them."""
+    return int(history["epoch"].max()) + 1 if len(history) else 0
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:

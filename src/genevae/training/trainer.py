@@ -10,6 +10,7 @@ import numbers
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from genevae.training.batches import InMemoryBatches, TensorData
 from genevae.training.module import GenerativeTrainingModule
 
 logger = logging.getLogger(__name__)
+# Lightning 2.6 calls a pytree API that torch 2.13 deprecates, on every fit: nothing to act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 @dataclass(frozen=True)

@@ -41,3 +41,20 @@ def test_a_one_epoch_model_trains_and_encodes_every_cell():
     activities = nodes.encode_module_activities(bundle, adata)
     assert activities.obsm["X_vega"].shape == (adata.n_obs, mask.shape[1])
     assert "final_train_loss" in metrics and set(history["split"]) == {"train", "val"}
+
+
+def test_each_bayes_factor_comparison_logs_its_size_and_strongest_module(caplog):
+    adata, mask = _inputs()
+    bundle, _, _ = nodes.train_vega(adata, mask, _params())
+    analysis = {
+        "seed": 0,
+        "cell_type_key": "cell_type",
+        "comparisons": [{"groupby": "condition", "group1": "stimulated", "group2": "control"}],
+        "bayes_factor": {"n_samples": 100, "n_pairs": 200},
+    }
+    with caplog.at_level("INFO", logger="genevae.pipelines.vega.nodes"):
+        table = nodes.differential_activity_tables(bundle, adata, analysis)
+    strongest = table.loc[table["ln_bf"].abs().idxmax(), "module"]
+    [line] = [r.getMessage() for r in caplog.records if "Bayes factors" in r.getMessage()]
+    assert line.startswith("Bayes factors condition:stimulated_vs_control: 60 cells")
+    assert f"of {mask.shape[1]} modules significant; strongest {strongest}" in line

@@ -6,6 +6,8 @@ that uses them, so that building the pipeline (``kedro run`` start-up) does not 
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +28,8 @@ from genevae.pipelines.common import (
 if TYPE_CHECKING:
     from anndata import AnnData
     from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
 
 
 def select_collection(collection: str, **options: Any) -> Any:
@@ -142,6 +146,7 @@ def differential_activity_tables(
     n_genes = bundle.model.gene_module_mask.detach().cpu().numpy().sum(axis=0).astype(int)
     tables = []
     for comparison in params["comparisons"]:
+        started = time.perf_counter()
         cells = _restrict_cells(adata, comparison, params["cell_type_key"])
         labels = obs_labels(cells.obs, comparison["groupby"])
         data = _bundle_data(bundle, cells)
@@ -158,8 +163,25 @@ def differential_activity_tables(
             **params["bayes_factor"],
         )
         table.insert(0, "comparison", _comparison_name(comparison))
+        _log_comparison(table, cells.n_obs, time.perf_counter() - started)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
+
+
+def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
+    """One line per comparison: its size, how many modules pass, and the strongest one."""
+    top = table.loc[table["ln_bf"].abs().idxmax()]
+    logger.info(
+        "Bayes factors %s: %d cells, %d of %d modules significant; strongest %s "
+        "(ln BF %.2f) [%.1f s]",
+        top["comparison"],
+        n_cells,
+        int(table["is_significant"].sum()),
+        len(table),
+        top["module"],
+        top["ln_bf"],
+        seconds,
+    )
 
 
 def _comparison_name(comparison: dict[str, Any]) -> str:

@@ -24,8 +24,8 @@ data: setup
 	$(BIN)/python -m genevae.datasets.fetch --raw-dir data/01_raw
 
 run: setup data
-	$(BIN)/kedro run --pipeline data_processing
-	$(BIN)/kedro run --pipeline vega --env demo
+	$(BIN)/kedro run --pipelines data_processing
+	$(BIN)/kedro run --pipelines vega --env demo
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

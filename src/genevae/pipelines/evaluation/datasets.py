@@ -1,6 +1,6 @@
 """An optional-input dataset: the evaluation reads outputs of models that may not have run.
 
-Kedro nodes cannot declare optional inputs, and ``kedro run --pipeline evaluation`` must not
+Kedro nodes cannot declare optional inputs, and ``kedro run --pipelines evaluation`` must not
 fail because, say, Tybalt was never trained. :class:`OptionalDataset` wraps the model
 pipeline's own catalog entry (pulled in by OmegaConf interpolation, so paths are written
 once) and loads ``None`` when that entry is not configured or has no saved version yet;

@@ -13,7 +13,7 @@ prefixed ``evaluation.<part>.``; kedro-viz shows them as groups; ``--namespaces`
 Model outputs are read through ``OptionalDataset`` entries (``evaluation.<model>.<output>``
 in catalog_evaluation.yml), so a model that has not run yields a "not run yet" section rather
 than a failed run. Every part saves its section; the report reads the latest saved section of
-each, so ``kedro run --pipeline evaluation --namespaces evaluation.tybalt,evaluation.report``
+each, so ``kedro run --pipelines evaluation --namespaces evaluation.tybalt,evaluation.report``
 refreshes one part and keeps the others from earlier runs.
 """
 

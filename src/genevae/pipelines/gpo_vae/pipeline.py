@@ -4,7 +4,7 @@
 and ``gpo_vae.no_artifact`` drops the artifact latent and counterfactual loss (SAMS-VAE-like).
 Each is the same modular pipeline under its own namespace, differing only in
 ``params:gpo_vae.<variant>.variant.model_overrides``; one comparison node scores them with
-the baselines. Run one variant alone with ``kedro run --pipeline gpo_vae --namespaces
+the baselines. Run one variant alone with ``kedro run --pipelines gpo_vae --namespaces
 gpo_vae.full`` (after the model input exists).
 """
 

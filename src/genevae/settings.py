@@ -10,6 +10,12 @@ from genevae.hooks import DataLineageHook
 # kedro-mlflow starts; users can turn this off by setting the variable to "false".
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# OpenMP threads that wait for work sleep instead of spinning. On a machine shared with other
+# jobs, spinning threads steal the cores their peers wait for: a training step measured 15-20x
+# slower under load with libgomp's default (docs/performance.md). It must be
+# set before torch is imported, which the pipelines do lazily, inside nodes. Export
+# OMP_WAIT_POLICY=ACTIVE to get the default back on a dedicated machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HOOKS = (DataLineageHook(),)
 

@@ -126,3 +126,59 @@ def test_ddp_spawn_on_two_cpu_processes_keeps_history_weights_and_mlflow_metrics
     assert any(not torch.equal(initial[k], v) for k, v in model.state_dict().items())
     logged = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in logged] == [0, 1, 2, 3]
+
+
+def _batches(data, batch_size, epoch, **kwargs):
+    batches = InMemoryBatches(data, batch_size, **kwargs)
+    batches.set_epoch(epoch)
+    return list(batches)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_subset_batches_equal_batches_of_copied_rows(shuffle):
+    """A view's batches are bit-identical to those of rows copied out (what subset did)."""
+    rng = np.random.default_rng(0)
+    counts = sp.random(101, 30, density=0.2, format="csr", dtype=np.float32, random_state=1)
+    arrays = {"x": counts, "library": rng.random((101, 1)), "labels": rng.integers(0, 3, 101)}
+    data = TensorData(arrays)
+    for index in (np.sort(rng.permutation(101)[:81]), rng.permutation(101)[:41], np.arange(9)):
+        copied = TensorData({key: value[index] for key, value in arrays.items()})
+        for epoch in (0, 3):
+            expected = _batches(copied, 8, epoch, shuffle=shuffle, seed=5)
+            got = _batches(data.subset(index), 8, epoch, shuffle=shuffle, seed=5)
+            assert [len(b["x"]) for b in got] == [len(b["x"]) for b in expected]
+            for mine, theirs in zip(got, expected, strict=True):
+                for key in arrays:
+                    assert torch.equal(mine[key], theirs[key])
+            if len(index) % 8 == 1:  # the trailing single row joins the previous batch
+                assert len(got[-1]["x"]) == 9
+
+
+def test_subset_copies_no_rows_and_splits_share_one_matrix():
+    counts = sp.random(50, 20, density=0.3, format="csr", dtype=np.float32, random_state=2)
+    data = TensorData({"x": counts})
+    train, validation = data.subset(np.arange(40)), data.subset(np.arange(40, 50))
+    assert len(train) == 40 and len(validation) == 10
+    for view in (train, validation):
+        source = InMemoryBatches(view, 8).sources["x"]
+        assert np.shares_memory(source.data, counts.data)
+        assert np.shares_memory(source.indices, counts.indices)
+    nested = train.subset(np.array([3, 1]))
+    np.testing.assert_array_equal(nested.rows, [3, 1])
+    np.testing.assert_array_equal(nested.array("x").toarray(), counts[[3, 1]].toarray())
+    boolean = data.subset(np.arange(50) % 2 == 0)
+    np.testing.assert_array_equal(boolean.rows, np.arange(0, 50, 2))
+
+
+def test_a_dtype_conversion_is_shared_by_the_splits():
+    data = TensorData({"x": np.arange(20, dtype=np.float64).reshape(10, 2)})
+    train, validation = data.subset(np.arange(8)), data.subset(np.arange(8, 10))
+    assert train.arrays["x"] is validation.arrays["x"]
+    assert train.arrays["x"].dtype == np.float32
+
+
+def test_tensor_data_rejects_rows_out_of_range():
+    with pytest.raises(GenevaeInputError, match="rows must index the 3 rows"):
+        TensorData({"x": np.zeros((3, 1))}, rows=np.array([0, 3]))
+    with pytest.raises(GenevaeInputError, match="integer row indices"):
+        TensorData({"x": np.zeros((3, 1))}, rows=np.array([0.5]))

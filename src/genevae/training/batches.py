@@ -2,13 +2,16 @@
 
 Per-cell arrays are turned into tensors once; each batch is one fancy-index per array (sparse
 rows are densified per batch, never the whole matrix). This avoids a per-item Dataset and a
-collate loop, which dominate the cost of small models on CPU.
+collate loop, which dominate the cost of small models on CPU. Train/validation splits are
+row-index views over the same arrays (:meth:`TensorData.subset`), so splitting a data set
+copies no rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,17 +23,28 @@ from genevae.errors import GenevaeInputError
 ArrayLike = np.ndarray | sp.spmatrix | sp.sparray
 
 
+class _CheckedArrays(dict):
+    """float32 arrays converted from a TensorData that passed its checks (shared by views)."""
+
+
 @dataclass(frozen=True)
 class TensorData:
-    """Per-cell arrays with the same number of rows, keyed by the batch key models expect."""
+    """Per-cell arrays with the same number of rows, keyed by the batch key models expect.
+
+    ``rows`` (optional) makes this a view: the data set is rows ``rows`` of ``arrays``, in
+    that order, without copying them (what :meth:`subset` returns). Use :meth:`array` for the
+    rows of one array as a new array.
+    """
 
     arrays: Mapping[str, ArrayLike]
+    rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lengths = {key: value.shape[0] for key, value in self.arrays.items()}
         if len(set(lengths.values())) > 1:
             raise GenevaeInputError(f"Batch arrays have different numbers of rows: {lengths}")
-        for key, value in self.arrays.items():
+        checked = isinstance(self.arrays, _CheckedArrays)  # a view: its parent checked them
+        for key, value in ({} if checked else self.arrays).items():
             data = value.data if sp.issparse(value) else value
             dtype = np.asarray(data).dtype
             if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
@@ -42,19 +56,58 @@ class TensorData:
                 raise GenevaeInputError(
                     f"Batch array '{key}' contains NaN or infinite values; clean the input first."
                 )
+        if self.rows is not None:
+            n_rows = next(iter(lengths.values()), 0)
+            rows = np.asarray(self.rows)
+            if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+                raise GenevaeInputError(
+                    f"rows must be a 1-D array of integer row indices, got {rows.dtype} "
+                    f"with shape {rows.shape}."
+                )
+            if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+                raise GenevaeInputError(
+                    f"rows must index the {n_rows} rows of the arrays (0 to {n_rows - 1}), got "
+                    f"values from {rows.min()} to {rows.max()}."
+                )
 
     def __len__(self) -> int:
+        if self.rows is not None:
+            return len(self.rows)
         return next(iter(self.arrays.values())).shape[0] if self.arrays else 0
 
+    @cached_property
+    def _float32_arrays(self) -> dict[str, ArrayLike]:
+        """``arrays`` as float32 CSR / C-contiguous arrays (no copy when they already are).
+
+        Cached, so every view made by :meth:`subset` shares the same arrays: a dtype
+        conversion, if one is needed, happens once rather than once per split.
+        """
+        return _CheckedArrays({key: _as_float32(value) for key, value in self.arrays.items()})
+
     def subset(self, index: np.ndarray) -> TensorData:
-        """Rows ``index`` of every array (used for train/validation splits)."""
-        return TensorData({key: value[index] for key, value in self.arrays.items()})
+        """Rows ``index`` (positions or a boolean mask) as a view: no rows are copied.
+
+        Used for train/validation splits; the batches are the same as from copied rows.
+        """
+        n_rows = len(self)
+        positions = np.arange(n_rows)[index] if self.rows is None else self.rows[index]
+        return TensorData(self._float32_arrays, np.asarray(positions, dtype=np.int64))
+
+    def array(self, key: str) -> ArrayLike:
+        """The data set's rows of ``arrays[key]`` (a copy if this is a view)."""
+        value = self.arrays[key]
+        return value if self.rows is None else value[self.rows]
+
+
+def _as_float32(value: ArrayLike) -> np.ndarray | sp.csr_matrix:
+    if sp.issparse(value):
+        return sp.csr_matrix(value, dtype=np.float32)
+    return np.ascontiguousarray(value, dtype=np.float32)
 
 
 def _as_row_source(value: ArrayLike) -> torch.Tensor | sp.csr_matrix:
-    if sp.issparse(value):
-        return sp.csr_matrix(value, dtype=np.float32)
-    return torch.as_tensor(np.ascontiguousarray(value, dtype=np.float32))
+    value = _as_float32(value)
+    return value if sp.issparse(value) else torch.as_tensor(value)
 
 
 def _rows(source: torch.Tensor | sp.csr_matrix, index: np.ndarray) -> torch.Tensor:
@@ -86,6 +139,7 @@ class InMemoryBatches:
         if len(data) == 0:
             raise GenevaeInputError("Cannot make batches from an empty data set (0 rows).")
         self.sources = {key: _as_row_source(value) for key, value in data.arrays.items()}
+        self.rows = data.rows  # a view's rows in the shared arrays (None: all rows)
         self.n_rows = len(data)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -130,4 +184,6 @@ class InMemoryBatches:
         order = self._order()
         for start, stop in self._bounds():
             index = np.sort(order[start:stop])
+            if self.rows is not None:
+                index = self.rows[index]
             yield {key: _rows(source, index) for key, source in self.sources.items()}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
 
 from genevae.errors import GenevaeInputError
 from genevae.pipelines.vega import nodes
@@ -58,3 +60,26 @@ def test_each_bayes_factor_comparison_logs_its_size_and_strongest_module(caplog)
     [line] = [r.getMessage() for r in caplog.records if "Bayes factors" in r.getMessage()]
     assert line.startswith("Bayes factors condition:stimulated_vs_control: 60 cells")
     assert f"of {mask.shape[1]} modules significant; strongest {strongest}" in line
+
+
+def test_train_vega_trains_on_views_of_the_loaded_matrix(monkeypatch):
+    """The 80/20 split copies no cells: both splits index the AnnData's own CSR arrays."""
+    import genevae.training
+
+    adata, mask = _inputs()
+    adata.X = sparse.csr_matrix(adata.X, dtype=np.float32)
+    seen = {}
+    original = genevae.training.train_model
+
+    def spy(model, train_data, val_data, settings, **kwargs):
+        seen["train"], seen["validation"] = train_data, val_data
+        return original(model, train_data, val_data, settings, **kwargs)
+
+    monkeypatch.setattr(genevae.training, "train_model", spy)
+    nodes.train_vega(adata, mask, _params())
+    train, validation = seen["train"], seen["validation"]
+    assert len(train) == 48 and len(validation) == 12
+    assert not set(train.rows) & set(validation.rows)
+    for split in (train, validation):
+        assert np.shares_memory(split.arrays["x"].data, adata.X.data)
+        assert np.shares_memory(split.arrays["x"].indices, adata.X.indices)

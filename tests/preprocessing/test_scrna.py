@@ -6,6 +6,7 @@ import warnings
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import sparse
 
@@ -153,3 +154,56 @@ def test_rejects_thresholds_that_remove_everything(synthetic):
         preprocess_scrna(synthetic, min_genes=100_000)
     with pytest.raises(GenevaeInputError, match="n_top_genes=0"):
         preprocess_scrna(synthetic, n_top_genes=0)
+
+
+def _scanpy_reference(counts: sparse.csr_matrix, obs, var, min_genes: int, min_cells: int):
+    """The steps done with scanpy directly (what preprocess_scrna did before its own filters)."""
+    import scanpy as sc
+
+    reference = ad.AnnData(X=counts.copy(), obs=obs.copy(), var=var.copy())
+    sc.pp.filter_cells(reference, min_genes=min_genes)
+    sc.pp.filter_genes(reference, min_cells=min_cells)
+    reference.layers["counts"] = reference.X.copy()
+    sc.pp.normalize_total(reference, target_sum=1e4)
+    sc.pp.log1p(reference)
+    return reference
+
+
+def test_filters_match_scanpy_share_index_arrays_and_leave_the_input_alone(synthetic):
+    counts = sparse.csr_matrix(synthetic.layers["counts"], dtype=np.float32)
+    counts.data[::7] = 0  # explicit zeros are kept, as scanpy keeps them
+    adata = ad.AnnData(X=counts, obs=synthetic.obs.copy(), var=synthetic.var.copy())
+    before = counts.copy()
+    thresholds = {"min_genes": int(np.quantile(np.diff(counts.indptr), 0.3)), "min_cells": 40}
+    result, report = preprocess_scrna(adata, **thresholds)
+    assert report["cells_after"].iloc[1] < report["cells_before"].iloc[1]
+    assert report["genes_after"].iloc[2] < report["genes_before"].iloc[2]
+
+    reference = _scanpy_reference(before, synthetic.obs, synthetic.var, **thresholds)
+    pairs = [(result.X, reference.X), (result.layers["counts"], reference.layers["counts"])]
+    for mine, theirs in pairs:  # bit for bit, stored entries and their order included
+        for part in ("data", "indices", "indptr"):
+            np.testing.assert_array_equal(getattr(mine, part), getattr(theirs, part))
+    pd.testing.assert_frame_equal(result.obs, reference.obs)
+    pd.testing.assert_frame_equal(result.var, reference.var)
+
+    # normalisation changes values only: X shares the counts layer's index arrays
+    normalised, kept_counts = result.X, result.layers["counts"]
+    assert np.shares_memory(normalised.indices, kept_counts.indices)
+    assert np.shares_memory(normalised.indptr, kept_counts.indptr)
+    assert not np.shares_memory(normalised.data, kept_counts.data)
+
+    # the input is untouched and shares nothing with the result
+    assert adata.X is counts
+    for part in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(counts, part), getattr(before, part))
+        assert not np.shares_memory(getattr(counts, part), getattr(kept_counts, part))
+
+
+def test_integer_check_in_blocks_sees_every_value():
+    from genevae.preprocessing.scrna import _is_integral
+
+    values = np.arange(1, 11, dtype=np.float32)
+    assert _is_integral(sparse.csr_matrix(values.reshape(2, 5)), block=3)
+    values[-1] += 0.5  # in the last, partial block
+    assert not _is_integral(sparse.csr_matrix(values.reshape(2, 5)), block=3)

@@ -59,6 +59,9 @@ def test_backed_matches_in_memory_for_every_counts_source(synthetic, tmp_path, s
     backed = preprocess_scrna_backed(path, chunk_size=32, **settings)
     in_memory = preprocess_scrna(ad.read_h5ad(path), **settings)
     _assert_same(backed, in_memory)
+    for result, _ in (backed, in_memory):  # X's values are new, its index arrays the counts'
+        assert np.shares_memory(result.X.indices, result.layers["counts"].indices)
+        assert not np.shares_memory(result.X.data, result.layers["counts"].data)
     report = backed[1]
     assert report["cells_after"].iloc[1] < report["cells_before"].iloc[1]
     assert report["genes_after"].iloc[2] < report["genes_before"].iloc[2]

@@ -26,9 +26,15 @@ def _stored_values(matrix: Matrix) -> np.ndarray:
     return matrix.data if sparse.issparse(matrix) else np.asarray(matrix).ravel()
 
 
-def _is_integral(matrix: Matrix, atol: float = 1e-6) -> bool:
+def _is_integral(matrix: Matrix, atol: float = 1e-6, block: int = 1 << 22) -> bool:
+    """Every stored value is within ``atol`` of a whole number (checked in blocks of values,
+    so the temporaries stay small however large the matrix)."""
     values = _stored_values(matrix)
-    return bool(np.all(np.abs(values - np.round(values)) <= atol))
+    for start in range(0, values.size, block):
+        chunk = values[start : start + block]
+        if not np.all(np.abs(chunk - np.round(chunk)) <= atol):
+            return False
+    return True
 
 
 def recover_counts_from_log1p(x: Matrix, atol: float = 1e-2) -> sparse.csr_matrix:
@@ -182,9 +188,13 @@ def _normalise_and_select(
     """normalize_total, log1p and the optional HVG subset of X (in place); record settings."""
     if sparse.issparse(result.X) and result.X.format == "csr":
         normalize_total_in_place(result.X, target_sum)
+        # sc.pp.log1p's arithmetic (np.log1p in place) and record, without the finiteness
+        # check its input validation makes: a temporary the size of the stored values
+        np.log1p(result.X.data, out=result.X.data)
+        result.uns["log1p"] = {"base": None}
     else:
         sc.pp.normalize_total(result, target_sum=target_sum)
-    sc.pp.log1p(result)
+        sc.pp.log1p(result)
     if n_top_genes is not None and n_top_genes < result.n_vars:
         before = result.shape
         sc.pp.highly_variable_genes(result, n_top_genes=n_top_genes, batch_key=batch_key)
@@ -196,6 +206,80 @@ def _normalise_and_select(
         "n_top_genes": -1 if n_top_genes is None else n_top_genes,
     }
     return result
+
+
+def _detected(
+    matrix: sparse.csr_matrix, min_genes: int, chunk_rows: int = 10_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detected (> 0) genes per cell, and cells per gene among cells with ≥ ``min_genes``.
+
+    What scanpy's ``filter_cells``/``filter_genes`` count, row chunk by row chunk instead of
+    through a boolean copy of the whole matrix.
+    """
+    genes_per_cell = np.zeros(matrix.shape[0], dtype=np.int64)
+    cells_per_gene = np.zeros(matrix.shape[1], dtype=np.int64)
+    for start in range(0, matrix.shape[0], chunk_rows):
+        detected = matrix[start : start + chunk_rows] > 0
+        per_cell = np.asarray(detected.sum(axis=1)).ravel()
+        genes_per_cell[start : start + len(per_cell)] = per_cell
+        cells_per_gene += np.asarray(detected[per_cell >= min_genes].sum(axis=0)).ravel()
+    return genes_per_cell, cells_per_gene
+
+
+def _subset_csr(
+    matrix: sparse.csr_matrix,
+    keep_cells: np.ndarray,
+    keep_genes: np.ndarray,
+    chunk_rows: int = 10_000,
+) -> sparse.csr_matrix:
+    """``matrix[keep_cells][:, keep_genes]`` as a new CSR, written into arrays allocated once.
+
+    Same entries in the same order as scipy's two indexing steps (and so as scanpy's
+    filters), but without the intermediate row-subset copy or a concatenation of chunks: the
+    peak is the input, the output and one chunk.
+    """
+    indptr, indices = matrix.indptr, matrix.indices
+    all_genes = bool(keep_genes.all())
+    row_sizes = np.diff(indptr)[keep_cells].astype(np.int64)
+    if not all_genes:  # entries per kept row that fall in kept genes
+        row_sizes = np.zeros(matrix.shape[0], dtype=np.int64)
+        for start in range(0, matrix.shape[0], chunk_rows):
+            stop = min(start + chunk_rows, matrix.shape[0])
+            kept = keep_genes[indices[indptr[start] : indptr[stop]]]
+            running = np.concatenate([[0], np.cumsum(kept, dtype=np.int64)])
+            bounds = indptr[start : stop + 1] - indptr[start]
+            row_sizes[start:stop] = running[bounds[1:]] - running[bounds[:-1]]
+        row_sizes = row_sizes[keep_cells]
+    new_indptr = np.concatenate([[0], np.cumsum(row_sizes)])
+    nnz = int(new_indptr[-1])
+    index_dtype = np.int32 if max(nnz, matrix.shape[1]) < np.iinfo(np.int32).max else np.int64
+    data = np.empty(nnz, dtype=matrix.data.dtype)
+    new_indices = np.empty(nnz, dtype=index_dtype)
+    offset = 0
+    for start in range(0, matrix.shape[0], chunk_rows):
+        chunk = matrix[start : start + chunk_rows][keep_cells[start : start + chunk_rows]]
+        if not all_genes:
+            chunk = chunk[:, keep_genes]
+        data[offset : offset + chunk.nnz] = chunk.data
+        new_indices[offset : offset + chunk.nnz] = chunk.indices
+        offset += chunk.nnz
+    shape = (int(keep_cells.sum()), int(keep_genes.sum()))
+    return sparse.csr_matrix((data, new_indices, new_indptr.astype(index_dtype)), shape=shape)
+
+
+def _same_structure(counts: Matrix) -> Matrix:
+    """A copy of ``counts`` to normalise; for CSR, only the values are copied.
+
+    Normalisation and log1p change values, never which entries are stored, so the
+    log-normalised X can share ``indices`` and ``indptr`` with the counts layer: a third less
+    memory than a full copy (float32 values, int32 indices). Both are written to .h5ad
+    separately, so the files are unchanged.
+    """
+    if sparse.issparse(counts) and counts.format == "csr":
+        return sparse.csr_matrix(
+            (counts.data.copy(), counts.indices, counts.indptr), shape=counts.shape
+        )
+    return counts.copy()
 
 
 def preprocess_scrna(
@@ -218,23 +302,34 @@ def preprocess_scrna(
     it holds integers, or are recovered exactly from log1p-normalised X
     (:func:`recover_counts_from_log1p`). The result has counts in ``layers["counts"]``,
     log-normalised X, the input's obs/var columns, and ``uns["preprocessing"]`` recording the
-    settings; obsm/obsp/uns of the input (old embeddings) are not carried over.
+    settings; obsm/obsp/uns of the input (old embeddings) are not carried over. The input is
+    not modified.
+
+    Memory: the input, the filtered counts and X's normalised values are held at once (X
+    shares its index arrays with the counts layer), about 2.5× the input's CSR size; at
+    200,000 × 20,000 cells × genes the peak RSS was 2.94× the matrix with the interpreter
+    (benchmarks/memory.py). For files that do not fit that, use
+    :func:`preprocess_scrna_backed` (the same result, reading the input in row chunks, 1.92×).
     """
     keys = {"condition_key": condition_key, "cell_type_key": cell_type_key, "batch_key": batch_key}
     _check_inputs(adata.obs, adata.var_names, n_top_genes, keys)
     counts, counts_source = _raw_counts(adata, counts_layer)
-    result = ad.AnnData(X=counts, obs=adata.obs.copy(), var=adata.var.copy())
-    report = [_qc_row("input", result.shape, result)]
-
-    before = result.shape
-    sc.pp.filter_cells(result, min_genes=min_genes)
-    report.append(_qc_row(f"filter_cells(min_genes={min_genes})", before, result))
-    before = result.shape
-    sc.pp.filter_genes(result, min_cells=min_cells)
-    report.append(_qc_row(f"filter_genes(min_cells={min_cells})", before, result))
-    _check_not_empty(result.shape, min_genes, min_cells)
-
-    result.layers["counts"] = result.X.copy()
+    genes_per_cell, cells_per_gene = _detected(counts, min_genes)
+    keep_cells = genes_per_cell >= min_genes
+    keep_genes = cells_per_gene >= min_cells
+    shape = (int(keep_cells.sum()), int(keep_genes.sum()))
+    report = [
+        _qc_row("input", adata.shape, adata.shape),
+        _qc_row(f"filter_cells(min_genes={min_genes})", adata.shape, (shape[0], adata.n_vars)),
+        _qc_row(f"filter_genes(min_cells={min_cells})", (shape[0], adata.n_vars), shape),
+    ]
+    _check_not_empty(shape, min_genes, min_cells)
+    counts = _subset_csr(counts, keep_cells, keep_genes)  # a new matrix: the input is not kept
+    obs = adata.obs[keep_cells].copy()
+    obs["n_genes"] = genes_per_cell[keep_cells]
+    var = adata.var[keep_genes].copy()
+    var["n_cells"] = cells_per_gene[keep_genes]
+    result = ad.AnnData(X=_same_structure(counts), obs=obs, var=var, layers={"counts": counts})
     settings = {"counts_source": counts_source, "min_genes": min_genes, "min_cells": min_cells}
     result = _normalise_and_select(
         result,
@@ -302,7 +397,11 @@ def _filtered_counts(
         row_sizes.append(np.diff(chunk.indptr))
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(row_sizes))])
     shape = (int(keep_cells.sum()), int(keep_genes.sum()))
-    return sparse.csr_matrix((np.concatenate(data), np.concatenate(indices), indptr), shape=shape)
+    values = np.concatenate(data)
+    data.clear()  # one array's chunks at a time: the peak is 1.5× the result, not 2×
+    columns = np.concatenate(indices)
+    indices.clear()
+    return sparse.csr_matrix((values, columns, indptr), shape=shape)
 
 
 def preprocess_scrna_backed(
@@ -323,9 +422,10 @@ def preprocess_scrna_backed(
     matrix is never held in memory. A first pass over ``chunk_size`` rows validates the values
     and counts detected genes per cell and cells per gene; a second assembles only the kept
     cells × genes, and X is normalised in place (:func:`normalize_total_in_place`). What
-    remains is the result itself: counts layer + normalised X, twice the matrix. For
-    200,000 × 20,000 cells × genes at 6% nonzero the peak RSS was 3.4× the matrix's size
-    (before in-place normalisation; see benchmarks/memory.py) against 4.4× in memory.
+    remains is the result itself: the counts layer and X's values (X shares the counts' index
+    arrays), 1.5× the matrix. For 200,000 × 20,000 cells × genes at 6% nonzero the peak RSS
+    was 1.92× the matrix's size, interpreter included (benchmarks/memory.py), against 2.94×
+    for :func:`preprocess_scrna`, which also holds the input.
     """
     import h5py
     from anndata.io import read_elem
@@ -354,7 +454,7 @@ def preprocess_scrna_backed(
     obs["n_genes"] = genes_per_cell[keep_cells]
     var = var[keep_genes].copy()
     var["n_cells"] = cells_per_gene[keep_genes]
-    result = ad.AnnData(X=counts.copy(), obs=obs, var=var, layers={"counts": counts})
+    result = ad.AnnData(X=_same_structure(counts), obs=obs, var=var, layers={"counts": counts})
     settings = {"counts_source": source, "min_genes": min_genes, "min_cells": min_cells}
     result = _normalise_and_select(
         result,

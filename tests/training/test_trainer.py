@@ -112,11 +112,17 @@ def test_ddp_spawn_on_two_cpu_processes_keeps_history_weights_and_mlflow_metrics
     model = ToyAutoencoder()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     settings = _settings(max_epochs=4, accelerator="cpu", devices=2, strategy="ddp_spawn")
+    previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with mlflow.start_run() as run:
-        result = train_model(
-            model, data.subset(np.arange(200)), data.subset(np.arange(200, 256)), settings
-        )
+    try:  # an explicit experiment: other tests may leave another store's experiment active
+        experiment = mlflow.MlflowClient().create_experiment("ddp")
+        with mlflow.start_run(experiment_id=experiment) as run:
+            result = train_model(
+                model, data.subset(np.arange(200)), data.subset(np.arange(200, 256)), settings
+            )
+        logged = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
     history = result.history
     assert result.epochs_run == 4
     assert sorted(history["epoch"].unique()) == [0, 1, 2, 3]
@@ -124,7 +130,6 @@ def test_ddp_spawn_on_two_cpu_processes_keeps_history_weights_and_mlflow_metrics
     train_loss = history.query("split == 'train' and term == 'loss'").sort_values("epoch")["value"]
     assert train_loss.iloc[-1] < train_loss.iloc[0]
     assert any(not torch.equal(initial[k], v) for k, v in model.state_dict().items())
-    logged = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in logged] == [0, 1, 2, 3]
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +182,21 @@ def browse(
     if result.returncode != 0:
         raise RuntimeError(f"chromium failed ({result.returncode}): {result.stderr[-2000:]}")
     return result.stdout
+
+
+def browse_until(
+    chromium: str, url: str, ready: Callable[[str], bool], *, attempts: int = 3, **options: Any
+) -> str:
+    """``browse`` again (same profile: warm cache) until ``ready(dom)``; the last DOM either way.
+
+    On a loaded machine the virtual-time budget can run out before a lazily loaded bundle
+    (MLflow's chart library) has arrived from the server; a reload finds it in the cache.
+    """
+    for _ in range(attempts):
+        dom = browse(chromium, url, **options)
+        if ready(dom):
+            break
+    return dom
 
 
 def text_of(dom: str, css_class: str) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.browser import Server, browse
+from tests.e2e.browser import Server, browse, browse_until
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +74,13 @@ def test_training_run_with_epoch_metrics_and_figures(
     assert "Finished" in dom and "train_loss" in dom
     dom = page(f"{run_page}/artifacts/{figure}", screenshot=artifacts_dir / "mlflow_figure.png")
     assert f'<img alt="{figure}"' in dom
-    dom = page(
+    dom = browse_until(
+        chromium,
         f"{run_page}/model-metrics",
+        lambda html: html.count('class="main-svg"') >= 3,  # plotly charts drawn
+        profile=tmp_path / "chromium",
+        window=(1600, 1200),
         screenshot=artifacts_dir / "mlflow_metrics.png",
         virtual_time_ms=60000,  # the chart library is loaded lazily
     )
-    assert "train_loss" in dom and dom.count('class="main-svg"') >= 3  # plotly charts drawn
+    assert "train_loss" in dom and dom.count('class="main-svg"') >= 3

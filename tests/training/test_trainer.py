@@ -34,6 +34,16 @@ def test_training_reduces_loss_and_records_every_term_per_epoch():
     assert result.device == "cpu" and result.epochs_run == 15
 
 
+def test_training_ends_with_one_summary_line(caplog):
+    data = _data(64)
+    with caplog.at_level("INFO", logger="genevae.training.trainer"):
+        result = train_model(ToyAutoencoder(), data, data, _settings(max_epochs=2))
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Trained")]
+    last = result.history.query("epoch == 1 and term == 'loss'").set_index("split")["value"]
+    assert line.startswith(f"Trained {ToyAutoencoder.model_type} for 2 epochs on ")
+    assert f"train loss {last['train']:.4g}" in line and f"val loss {last['val']:.4g}" in line
+
+
 def test_after_optimizer_step_hook_runs_once_per_batch():
     model = ToyAutoencoder()
     train_model(model, _data(64), None, _settings(max_epochs=2, batch_size=16))

@@ -219,9 +219,6 @@ def fit_model_on_split(
         "n_validation": len(validation_index),
     }
     _tag_mlflow_run(run_info)
-    logger.info(
-        "Trained %s for %d epochs on %s", model.model_type, result.epochs_run, result.device_name
-    )
     bundle = ModelBundle(
         model=result.model,
         gene_names=list(gene_names),

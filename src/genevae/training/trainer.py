@@ -263,6 +263,7 @@ def train_model(
         table = history.table()
     device = trainer.strategy.root_device
     model.eval()
+    _log_summary(model, table, device)
     return TrainingResult(
         model=model,
         history=table,
@@ -311,6 +312,19 @@ def _fit(
         module, train_batches, val_batches, ckpt_path=_resume_path(settings), weights_only=True
     )
     return trainer
+
+
+def _log_summary(model: GenerativeModel, history: pd.DataFrame, device: torch.device) -> None:
+    """One line per training: model, epochs, device and the last epoch's losses."""
+    last = history[(history["term"] == "loss") & (history["epoch"] == history["epoch"].max())]
+    losses = ", ".join(f"{row.split} loss {row.value:.4g}" for row in last.itertuples())
+    logger.info(
+        "Trained %s for %d epochs on %s%s",
+        model.model_type,
+        _epochs_in(history),
+        _device_name(device),
+        f" (last epoch: {losses})" if losses else "",
+    )
 
 
 def _epochs_in(history: pd.DataFrame) -> int:

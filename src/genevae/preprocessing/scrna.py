@@ -7,6 +7,7 @@ the HVG subset), and keeps raw counts so count likelihoods (NB/ZINB) can be used
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -325,10 +326,9 @@ def preprocess_scrna(
     ]
     _check_not_empty(shape, min_genes, min_cells)
     counts = _subset_csr(counts, keep_cells, keep_genes)  # a new matrix: the input is not kept
-    obs = adata.obs[keep_cells].copy()
-    obs["n_genes"] = genes_per_cell[keep_cells]
-    var = adata.var[keep_genes].copy()
-    var["n_cells"] = cells_per_gene[keep_genes]
+    obs, var = _kept_annotations(
+        adata.obs, adata.var, genes_per_cell, cells_per_gene, keep_cells, keep_genes
+    )
     result = ad.AnnData(X=_same_structure(counts), obs=obs, var=var, layers={"counts": counts})
     settings = {"counts_source": counts_source, "min_genes": min_genes, "min_cells": min_cells}
     result = _normalise_and_select(
@@ -350,7 +350,43 @@ def _on_disk_matrix(store, counts_layer: str):
     where = f"layers[{counts_layer!r}]" if f"layers/{counts_layer}" in store else "X"
     element = store[f"layers/{counts_layer}"] if where != "X" else store["X"]
     encoding = element.attrs.get("encoding-type", "array")
-    return (sparse_dataset(element) if encoding.endswith("_matrix") else element), where
+    is_sparse = encoding.endswith("_matrix") or "h5sparse_format" in element.attrs  # legacy
+    return (sparse_dataset(element) if is_sparse else element), where
+
+
+def _kept_annotations(
+    obs: pd.DataFrame,
+    var: pd.DataFrame,
+    genes_per_cell: np.ndarray,
+    cells_per_gene: np.ndarray,
+    keep_cells: np.ndarray,
+    keep_genes: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """obs/var of the kept cells/genes with scanpy's ``n_genes``/``n_cells`` columns."""
+    obs = _without_unused_categories(obs[keep_cells])
+    obs["n_genes"] = genes_per_cell[keep_cells]
+    var = _without_unused_categories(var[keep_genes])
+    var["n_cells"] = cells_per_gene[keep_genes]
+    return obs, var
+
+
+def _without_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose categorical columns drop categories no row uses, as AnnData subsetting does."""
+    frame = frame.copy()
+    for column in frame.columns[frame.dtypes == "category"]:
+        frame[column] = frame[column].cat.remove_unused_categories()
+    return frame
+
+
+def _annotations(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """obs and var of an .h5ad without reading its matrices (also pre-0.7 record arrays)."""
+    with warnings.catch_warnings():  # legacy files: "moving element from .uns to .obsp"
+        warnings.simplefilter("ignore", FutureWarning)
+        backed = ad.read_h5ad(path, backed="r")
+    try:
+        return backed.obs, backed.var
+    finally:
+        backed.file.close()
 
 
 def _read_rows(matrix, start: int, stop: int) -> sparse.csr_matrix:
@@ -428,12 +464,11 @@ def preprocess_scrna_backed(
     for :func:`preprocess_scrna`, which also holds the input.
     """
     import h5py
-    from anndata.io import read_elem
 
     keys = {"condition_key": condition_key, "cell_type_key": cell_type_key, "batch_key": batch_key}
+    obs, var = _annotations(Path(path))
+    _check_inputs(obs, var.index, n_top_genes, keys)
     with h5py.File(Path(path), "r") as store:
-        obs, var = read_elem(store["obs"]), read_elem(store["var"])
-        _check_inputs(obs, var.index, n_top_genes, keys)
         matrix, where = _on_disk_matrix(store, counts_layer)
         genes_per_cell, cells_per_gene, integral = _scan_chunks(
             matrix, where, min_genes, chunk_size
@@ -450,10 +485,7 @@ def preprocess_scrna_backed(
         _qc_row(f"filter_cells(min_genes={min_genes})", (len(obs), len(var)), (shape[0], len(var))),
         _qc_row(f"filter_genes(min_cells={min_cells})", (shape[0], len(var)), shape),
     ]
-    obs = obs[keep_cells].copy()
-    obs["n_genes"] = genes_per_cell[keep_cells]
-    var = var[keep_genes].copy()
-    var["n_cells"] = cells_per_gene[keep_genes]
+    obs, var = _kept_annotations(obs, var, genes_per_cell, cells_per_gene, keep_cells, keep_genes)
     result = ad.AnnData(X=_same_structure(counts), obs=obs, var=var, layers={"counts": counts})
     settings = {"counts_source": source, "min_genes": min_genes, "min_cells": min_cells}
     result = _normalise_and_select(

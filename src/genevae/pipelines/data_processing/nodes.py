@@ -70,9 +70,16 @@ def scale_tcga(
 
 # --- single-cell RNA-seq (VEGA's input) ------------------------------------------------------
 def preprocess_single_cell(adata: AnnData, params: dict[str, Any]) -> tuple[AnnData, pd.DataFrame]:
-    """QC, counts kept in ``layers["counts"]``, normalise, log1p, highly variable genes."""
+    """QC, counts kept in ``layers["counts"]``, normalise, log1p, highly variable genes.
+
+    When the catalog opens the input backed (``load_args: {backed: r}``) the matrix is read
+    from the file in row chunks (``preprocess_scrna_backed``, same result, about 2/3 of the
+    in-memory path's peak memory), so files near the machine's RAM need only a catalog change.
+    """
     from genevae.preprocessing import scrna
 
+    if adata.isbacked:
+        return scrna.preprocess_scrna_backed(adata.filename, **params)
     return scrna.preprocess_scrna(adata, **params)
 
 

@@ -186,7 +186,8 @@ def _baseline_command() -> list[str]:
 
 def _toy_command(importtime: bool = False) -> list[str]:
     flags = ["-X", "importtime"] if importtime else []
-    script = f"import json; print('{LOADING} x'); print('{RUNNING}: toy')"
+    # ~50 ms of work: psutil counts CPU time in 10 ms ticks, a bare print can read as 0.0
+    script = f"sum(range(3_000_000)); print('{LOADING} x'); print('{RUNNING}: toy')"
     return [sys.executable, *flags, "-c", script]
 
 

@@ -1,6 +1,7 @@
 """Kedro project settings."""
 
 import os
+import warnings
 
 from kedro.config import OmegaConfigLoader
 
@@ -16,6 +17,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # set before torch is imported, which the pipelines do lazily, inside nodes. Export
 # OMP_WAIT_POLICY=ACTIVE to get the default back on a dedicated machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Kedro 1.7 and kedro-mlflow 2.0 call OmegaConf's deprecated register_new_resolver on every
+# run; nothing in this project or its configuration can act on the warning.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
 HOOKS = (DataLineageHook(),)
 

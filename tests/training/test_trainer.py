@@ -127,8 +127,8 @@ def test_ddp_spawn_on_two_cpu_processes_keeps_history_weights_and_mlflow_metrics
     try:  # an explicit experiment: other tests may leave another store's experiment active
         experiment = mlflow.MlflowClient().create_experiment("ddp")
         with mlflow.start_run(experiment_id=experiment) as run:
-            result = train_model(
-                model, data.subset(np.arange(200)), data.subset(np.arange(200, 256)), settings
+            result = train_model(  # 201 training rows and 1 validation row: uneven shards
+                model, data.subset(np.arange(201)), data.subset(np.arange(201, 202)), settings
             )
         logged = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
     finally:
@@ -139,8 +139,24 @@ def test_ddp_spawn_on_two_cpu_processes_keeps_history_weights_and_mlflow_metrics
     assert set(history["split"]) == {"train", "val"}
     train_loss = history.query("split == 'train' and term == 'loss'").sort_values("epoch")["value"]
     assert train_loss.iloc[-1] < train_loss.iloc[0]
+    assert np.isfinite(history["value"]).all()
     assert any(not torch.equal(initial[k], v) for k, v in model.state_dict().items())
     assert [m.step for m in logged] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(("n_rows", "world"), [(1, 2), (11, 2), (12, 2), (7, 3)])
+def test_ddp_shards_have_equal_sizes_and_cover_every_row(monkeypatch, n_rows, world):
+    from torch import distributed
+
+    data = TensorData({"x": np.arange(n_rows, dtype=np.float32)[:, None]})
+    monkeypatch.setattr(distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed, "get_world_size", lambda: world)
+    shards = []
+    for rank in range(world):
+        monkeypatch.setattr(distributed, "get_rank", lambda rank=rank: rank)
+        shards.append(torch.cat([b["x"][:, 0] for b in InMemoryBatches(data, 4, seed=1)]))
+    assert len({len(shard) for shard in shards}) == 1
+    assert set(torch.cat(shards).tolist()) == set(range(n_rows))
 
 
 def _batches(data, batch_size, epoch, **kwargs):

@@ -152,9 +152,17 @@ class InMemoryBatches:
         self.epoch = epoch
 
     def _shard(self, order: np.ndarray) -> np.ndarray:
-        if dist.is_available() and dist.is_initialized():
-            return order[dist.get_rank() :: dist.get_world_size()]
-        return order
+        """This process's rows under DDP, the same number for every process.
+
+        As torch's DistributedSampler, the order wraps around to fill the last round, so
+        every process takes the same number of steps (collectives stay matched) and none is
+        left with an empty split (one validation cell on two devices).
+        """
+        if not (dist.is_available() and dist.is_initialized()):
+            return order
+        world = dist.get_world_size()
+        padded = np.resize(order, -(-len(order) // world) * world)
+        return padded[dist.get_rank() :: world]
 
     def _order(self) -> np.ndarray:
         if not self.shuffle:

@@ -318,19 +318,51 @@ def preprocess_scrna(
     genes_per_cell, cells_per_gene = _detected(counts, min_genes)
     keep_cells = genes_per_cell >= min_genes
     keep_genes = cells_per_gene >= min_cells
-    shape = (int(keep_cells.sum()), int(keep_genes.sum()))
-    report = [
-        _qc_row("input", adata.shape, adata.shape),
-        _qc_row(f"filter_cells(min_genes={min_genes})", adata.shape, (shape[0], adata.n_vars)),
-        _qc_row(f"filter_genes(min_cells={min_cells})", (shape[0], adata.n_vars), shape),
-    ]
-    _check_not_empty(shape, min_genes, min_cells)
+    _check_not_empty((int(keep_cells.sum()), int(keep_genes.sum())), min_genes, min_cells)
     counts = _subset_csr(counts, keep_cells, keep_genes)  # a new matrix: the input is not kept
-    obs, var = _kept_annotations(
-        adata.obs, adata.var, genes_per_cell, cells_per_gene, keep_cells, keep_genes
-    )
-    result = ad.AnnData(X=_same_structure(counts), obs=obs, var=var, layers={"counts": counts})
     settings = {"counts_source": counts_source, "min_genes": min_genes, "min_cells": min_cells}
+    return _filtered_result(
+        adata.obs,
+        adata.var,
+        counts,
+        (genes_per_cell, cells_per_gene),
+        settings,
+        target_sum=target_sum,
+        n_top_genes=n_top_genes,
+        batch_key=batch_key,
+    )
+
+
+def _filtered_result(
+    obs: pd.DataFrame,
+    var: pd.DataFrame,
+    counts: sparse.csr_matrix,
+    detected: tuple[np.ndarray, np.ndarray],
+    settings: dict[str, object],
+    *,
+    target_sum: float,
+    n_top_genes: int | None,
+    batch_key: str | None,
+) -> tuple[ad.AnnData, pd.DataFrame]:
+    """QC report, kept obs/var and the log-normalised result around the filtered ``counts``.
+
+    Shared by the in-memory and the chunked path, which differ only in how they count
+    ``detected`` (genes per cell, cells per gene) and filter the counts.
+    """
+    genes_per_cell, cells_per_gene = detected
+    min_genes, min_cells = settings["min_genes"], settings["min_cells"]
+    keep_cells, keep_genes = genes_per_cell >= min_genes, cells_per_gene >= min_cells
+    n_obs, n_vars = len(obs), len(var)
+    report = [
+        _qc_row("input", (n_obs, n_vars), (n_obs, n_vars)),
+        _qc_row(f"filter_cells(min_genes={min_genes})", (n_obs, n_vars), (counts.shape[0], n_vars)),
+        _qc_row(f"filter_genes(min_cells={min_cells})", (counts.shape[0], n_vars), counts.shape),
+    ]
+    obs = _without_unused_categories(obs[keep_cells])
+    obs["n_genes"] = genes_per_cell[keep_cells]
+    var = _without_unused_categories(var[keep_genes])
+    var["n_cells"] = cells_per_gene[keep_genes]
+    result = ad.AnnData(X=_same_structure(counts), obs=obs, var=var, layers={"counts": counts})
     result = _normalise_and_select(
         result,
         report,
@@ -352,22 +384,6 @@ def _on_disk_matrix(store, counts_layer: str):
     encoding = element.attrs.get("encoding-type", "array")
     is_sparse = encoding.endswith("_matrix") or "h5sparse_format" in element.attrs  # legacy
     return (sparse_dataset(element) if is_sparse else element), where
-
-
-def _kept_annotations(
-    obs: pd.DataFrame,
-    var: pd.DataFrame,
-    genes_per_cell: np.ndarray,
-    cells_per_gene: np.ndarray,
-    keep_cells: np.ndarray,
-    keep_genes: np.ndarray,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """obs/var of the kept cells/genes with scanpy's ``n_genes``/``n_cells`` columns."""
-    obs = _without_unused_categories(obs[keep_cells])
-    obs["n_genes"] = genes_per_cell[keep_cells]
-    var = _without_unused_categories(var[keep_genes])
-    var["n_cells"] = cells_per_gene[keep_genes]
-    return obs, var
 
 
 def _without_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
@@ -480,20 +496,14 @@ def preprocess_scrna_backed(
         recover = where == "X" and not integral
         counts = _filtered_counts(matrix, keep_cells, keep_genes, recover, chunk_size)
     source = "recovered from log1p X" if recover else where
-    report = [
-        _qc_row("input", (len(obs), len(var)), (len(obs), len(var))),
-        _qc_row(f"filter_cells(min_genes={min_genes})", (len(obs), len(var)), (shape[0], len(var))),
-        _qc_row(f"filter_genes(min_cells={min_cells})", (shape[0], len(var)), shape),
-    ]
-    obs, var = _kept_annotations(obs, var, genes_per_cell, cells_per_gene, keep_cells, keep_genes)
-    result = ad.AnnData(X=_same_structure(counts), obs=obs, var=var, layers={"counts": counts})
     settings = {"counts_source": source, "min_genes": min_genes, "min_cells": min_cells}
-    result = _normalise_and_select(
-        result,
-        report,
+    return _filtered_result(
+        obs,
+        var,
+        counts,
+        (genes_per_cell, cells_per_gene),
+        settings,
         target_sum=target_sum,
         n_top_genes=n_top_genes,
         batch_key=batch_key,
-        settings=settings,
     )
-    return result, pd.DataFrame(report, columns=QC_COLUMNS)

@@ -136,7 +136,7 @@ class TrainingResult:
 class EpochHistory(Callback):
     """Collects per-epoch metrics into a long table and forwards them to MLflow.
 
-    Rows are appended to ``spool`` (JSON lines) as well as kept in memory: with
+    Rows are appended to ``spool`` (JSON lines), not kept in memory: with
     ``strategy: ddp_spawn`` the training runs in worker processes, and the spool is how rank 0's
     history reaches the process that called :func:`train_model`. For the same reason the
     MLflow run is captured when the callback is built and metrics are logged to it by id.

@@ -83,3 +83,55 @@ def test_train_vega_trains_on_views_of_the_loaded_matrix(monkeypatch):
     for split in (train, validation):
         assert np.shares_memory(split.arrays["x"].data, adata.X.data)
         assert np.shares_memory(split.arrays["x"].indices, adata.X.indices)
+
+
+def _bf_rows(comparison: str, ln_bf: list[float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "comparison": comparison,
+            "module": ["IFN", "TCR", "MYC"],
+            "ln_bf": ln_bf,
+            "mean_diff": ln_bf,
+            "n_genes": [20, 20, 20],
+            "is_significant": [abs(v) > 3 for v in ln_bf],
+            "module_score_ln_bf": [5.0, 0.1, 0.1],
+        }
+    )
+
+
+def test_differential_evidence_joins_gsea_seeds_and_control_per_comparison():
+    bf = pd.concat([_bf_rows("all", [6.0, -4.0, 0.5]), _bf_rows("innate", [5.0, 1.0, 0.2])])
+    seeds = pd.concat(
+        [nodes._replicate_rows(bf, "bayes_factor_seed", seed) for seed in (0, 1)]
+    )  # identical replicates: SD 0, top-k overlap 1
+    random = nodes._replicate_rows(bf.assign(ln_bf=1.0), "random_mask", 0)
+    heldout = pd.DataFrame(
+        {
+            "model": ["real", "random_mask_0"],
+            "kind": ["real", "random_mask"],
+            "replicate": [0, 0],
+            "validation_reconstruction": [1.0, 2.0],
+        }
+    )
+    gsea = pd.DataFrame({"comparison": "innate", "module": ["IFN"], "fdr": [0.01], "nes": [2.0]})
+    params = {
+        "analysis": {"bayes_factor": {"ln_bf_threshold": 3.0}},
+        "training": {"seed": 0},
+        "control": {"size_tolerance": 1.0, "alpha": 0.3, "top_k": 2, "gsea_fdr_threshold": 0.05},
+    }
+    table, stability, metrics = nodes.differential_evidence(
+        bf, seeds, random, heldout, gsea, params
+    )
+    table = table.set_index(["comparison", "module"])
+    assert (table["ln_bf_bayes_factor_seed_sd"] == 0).all()
+    assert stability["top_k_overlap"].tolist() == [1.0, 1.0]
+    assert table.loc[("innate", "IFN"), "gsea_call"] == 1
+    assert np.isnan(table.loc[("all", "IFN"), "gsea_call"])
+    # each module is compared with its comparison's three size-20 random modules (ln BF 1)
+    assert table.loc[("all", "IFN"), "control_empirical_p"] == 0.25
+    assert table.loc[("all", "MYC"), "control_empirical_p"] == 1.0
+    assert table["control_pass"].tolist() == [True, True, False, True, False, False]
+    assert table.loc[("all", "TCR"), "calls_agree"] == np.False_
+    assert metrics["all.n_significant_passing_control"]["value"] == 2
+    assert metrics["innate.n_significant_agreeing"]["value"] == 1
+    assert metrics["heldout_reconstruction_random_mask"]["value"] == 2.0

@@ -24,6 +24,7 @@ from genevae.pipelines.common import (
     fit_model,
     seed_model_init,
 )
+from genevae.preprocessing.genesets import EXTRA_NODE_PREFIX, gene_sets_from_mask
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -55,6 +56,14 @@ def train_vega(
     adata: AnnData, mask: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[ModelBundle, pd.DataFrame, dict]:
     """Build VEGA on the mask's modules and train it on a seeded 80/20 split."""
+    bundle, history = _fit_vega(adata, mask, params)
+    return bundle, history, final_metrics(history)
+
+
+def _fit_vega(
+    adata: AnnData, mask: pd.DataFrame, params: dict[str, Any], *, log_to_mlflow: bool = True
+) -> tuple[ModelBundle, pd.DataFrame]:
+    """The one VEGA training path: the real model and every control model take it."""
     from genevae.models.vega import VEGA
 
     mask = _aligned_mask(adata, mask)
@@ -71,15 +80,15 @@ def train_vega(
         mask=mask.to_numpy(dtype=np.float32),
         **model_params,
     )
-    bundle, history = fit_model(
+    return fit_model(
         model,
         data,
         params["training"],
         validation_fraction=params["validation_fraction"],
         gene_names=list(adata.var_names),
         metadata={"module_names": list(mask.columns), "covariate_keys": covariate_keys},
+        log_to_mlflow=log_to_mlflow,
     )
-    return bundle, history, final_metrics(history)
 
 
 def encode_module_activities(
@@ -136,22 +145,44 @@ def _restrict_cells(adata: AnnData, comparison: dict[str, Any], cell_type_key: s
     return adata[labels.isin(cell_types).to_numpy()]
 
 
-def differential_activity_tables(
-    bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
-) -> pd.DataFrame:
-    """Bayes-factor tables for every configured comparison, stacked with a ``comparison`` column."""
-    from genevae.analysis.bayes_factor import differential_activity, latent_sampler, obs_labels
+def _bayes_factor_settings(params: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The Bayes-factor options (checked) and the number of seeds for the stability check."""
+    from genevae.analysis.bayes_factor import differential_activity
 
-    check_parameters("vega.analysis.bayes_factor", params["bayes_factor"], differential_activity)
+    settings = dict(params["bayes_factor"])
+    n_seeds = settings.pop("n_seeds", 1)
+    check_parameters("vega.analysis.bayes_factor", settings, differential_activity)
+    return settings, n_seeds
+
+
+def _comparisons(adata: AnnData, params: dict[str, Any]):
+    """(name, comparison, its cells, their group labels) for every configured comparison."""
+    from genevae.analysis.bayes_factor import obs_labels
+
+    for comparison in params["comparisons"]:
+        cells = _restrict_cells(adata, comparison, params["cell_type_key"])
+        yield (
+            _comparison_name(comparison),
+            comparison,
+            cells,
+            obs_labels(cells.obs, comparison["groupby"]),
+        )
+
+
+def _vega_bayes_factors(
+    bundle: ModelBundle, adata: AnnData, params: dict[str, Any], seed: int, *, log: bool = False
+) -> pd.DataFrame:
+    """VEGA's Bayes-factor table of every comparison for one seed, stacked by ``comparison``."""
+    from genevae.analysis.bayes_factor import differential_activity, latent_sampler
+
+    settings, _ = _bayes_factor_settings(params)
     n_genes = bundle.model.gene_module_mask.detach().cpu().numpy().sum(axis=0).astype(int)
     tables = []
-    for comparison in params["comparisons"]:
+    for name, comparison, cells, labels in _comparisons(adata, params):
         started = time.perf_counter()
-        cells = _restrict_cells(adata, comparison, params["cell_type_key"])
-        labels = obs_labels(cells.obs, comparison["groupby"])
         data = _bundle_data(bundle, cells)
         sampler = latent_sampler(
-            bundle.model, data.arrays["x"], data.arrays.get("covariates"), seed=params["seed"]
+            bundle.model, data.arrays["x"], data.arrays.get("covariates"), seed=seed
         )
         table = differential_activity(
             sampler,
@@ -160,12 +191,74 @@ def differential_activity_tables(
             comparison.get("group2"),
             module_names=bundle.metadata["module_names"],
             n_genes_per_module=n_genes,
-            **params["bayes_factor"],
+            **(settings | {"seed": seed}),
         )
-        table.insert(0, "comparison", _comparison_name(comparison))
-        _log_comparison(table, cells.n_obs, time.perf_counter() - started)
+        table.insert(0, "comparison", name)
+        if log:
+            _log_comparison(table, cells.n_obs, time.perf_counter() - started)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
+
+
+def _module_score_bayes_factors(
+    bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
+) -> pd.DataFrame:
+    """The same Bayes factor (cells, pairs, seed) on each module's mean log-expression.
+
+    Vanilla mode and significance by |ln BF| alone: the change mode's δ and the mean-difference
+    threshold are in latent units, which log-expression means do not share.
+    """
+    from genevae.analysis.baselines import module_scores
+    from genevae.analysis.bayes_factor import differential_activity
+
+    settings, _ = _bayes_factor_settings(params)
+    gene_sets = gene_sets_from_mask(
+        bundle.model.gene_module_mask.detach().cpu().numpy(),
+        bundle.gene_names,
+        bundle.metadata["module_names"],
+    )
+    scores = module_scores(align_genes(adata, bundle.gene_names), gene_sets, method="mean")
+    sampling = {key: settings[key] for key in ("n_samples", "n_pairs") if key in settings}
+    tables = []
+    for name, comparison, cells, labels in _comparisons(adata, params):
+        values = scores.loc[cells.obs_names].to_numpy()
+        table = differential_activity(
+            lambda index, values=values: values[index],
+            labels,
+            comparison["group1"],
+            comparison.get("group2"),
+            module_names=list(scores.columns),
+            seed=params["seed"],
+            ln_bf_threshold=settings.get("ln_bf_threshold", 3.0),
+            mean_diff_threshold=0.0,
+            **sampling,
+        )
+        table.insert(0, "comparison", name)
+        tables.append(table)
+    stacked = pd.concat(tables, ignore_index=True)
+    return stacked[["comparison", "module", "ln_bf", "mean_diff", "is_significant"]].rename(
+        columns={
+            "ln_bf": "module_score_ln_bf",
+            "mean_diff": "module_score_mean_diff",
+            "is_significant": "module_score_significant",
+        }
+    )
+
+
+def differential_activity_tables(
+    bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
+) -> pd.DataFrame:
+    """Bayes-factor tables for every configured comparison, stacked with a ``comparison`` column.
+
+    Each module's row also carries the module-score result: its mean log-expression put
+    through the same Bayes factor (same cells, pairs and seed); ``module_score_*`` columns,
+    NaN for the fully connected extra nodes.
+    """
+    table = _vega_bayes_factors(bundle, adata, params, params["seed"], log=True)
+    scores = _module_score_bayes_factors(bundle, adata, params)
+    table = table.merge(scores, on=["comparison", "module"], how="left")
+    table["module_score_significant"] = table["module_score_significant"].eq(True)
+    return table
 
 
 def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
@@ -272,11 +365,7 @@ def gsea_comparison(
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, Figure]:
     """GSEA prerank on Wilcoxon scores of the same contrast, joined with VEGA's ln BF."""
-    from genevae.analysis.gsea import (
-        compare_gsea_with_bayes_factors,
-        run_prerank,
-        wilcoxon_ranking,
-    )
+    from genevae.analysis.gsea import gsea_for_contrast
     from genevae.plotting.modules import gsea_vs_bayes_factor
 
     contrast = next(
@@ -289,10 +378,207 @@ def gsea_comparison(
             "vega.analysis.comparisons; give that comparison a matching `name`."
         )
     cells = _restrict_cells(adata, contrast, params["cell_type_key"])
-    ranking = wilcoxon_ranking(
-        cells, contrast["groupby"], contrast["group1"], contrast.get("group2")
+    table = gsea_for_contrast(
+        cells,
+        contrast["groupby"],
+        contrast["group1"],
+        contrast.get("group2"),
+        gene_sets,
+        bf_table[bf_table["comparison"] == _comparison_name(contrast)],
+        prerank=params["gsea"]["prerank"],
     )
-    gsea = run_prerank(ranking, gene_sets, **params["gsea"]["prerank"])
-    bf = bf_table[bf_table["comparison"] == _comparison_name(contrast)]
-    table = compare_gsea_with_bayes_factors(gsea, bf)
+    table.insert(0, "comparison", _comparison_name(contrast))
     return table, gsea_vs_bayes_factor(table)
+
+
+def bayes_factor_replicates(
+    bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
+) -> pd.DataFrame:
+    """VEGA's ln BF under ``bayes_factor.n_seeds`` seeds (seed, seed + 1, ...), long format.
+
+    Columns: comparison, kind (``bayes_factor_seed``), replicate (the seed), module, n_genes,
+    ln_bf. Only the cells, pairs and posterior noise change between replicates.
+    """
+    _, n_seeds = _bayes_factor_settings(params)
+    seeds = [params["seed"] + offset for offset in range(max(int(n_seeds), 1))]
+    return pd.concat(
+        [
+            _replicate_rows(
+                _vega_bayes_factors(bundle, adata, params, seed), "bayes_factor_seed", seed
+            )
+            for seed in seeds
+        ],
+        ignore_index=True,
+    )
+
+
+def _replicate_rows(table: pd.DataFrame, kind: str, replicate: int) -> pd.DataFrame:
+    rows = table[["comparison", "module", "n_genes", "ln_bf"]].copy()
+    rows.insert(1, "kind", kind)
+    rows.insert(2, "replicate", replicate)
+    return rows
+
+
+def random_mask_control(
+    adata: AnnData, mask: pd.DataFrame, bundle: ModelBundle, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Control models trained exactly as the real one: on shuffled masks, and on other seeds.
+
+    ``vega.control.n_random_masks`` masks keep every module's size and shuffle its genes
+    (:func:`~genevae.preprocessing.genesets.shuffled_gene_module_masks`);
+    ``vega.control.n_training_seeds`` > 1 also retrains the real mask with seeds seed + 1, ...
+    Every control model takes the real model's training path and Bayes factor, off MLflow.
+
+    Returns:
+        Long ln BF table (comparison, kind = random_mask | training_seed, replicate, module,
+        n_genes, ln_bf; annotated modules only) and the held-out reconstruction of the real
+        and random-mask models on the real model's validation cells (model, kind, replicate,
+        validation_reconstruction).
+    """
+    from genevae.preprocessing.genesets import shuffled_gene_module_masks
+
+    control = params["control"]
+    analysis, training = params["analysis"], params["training"]
+    validation = _validation_cells(adata, params)
+    side_params = params | {"training": training | {"checkpoint_dir": None, "resume": False}}
+    masks = shuffled_gene_module_masks(mask, int(control["n_random_masks"]), control["seed"])
+    rows = []
+    heldout = [("real", "real", 0, _heldout_reconstruction(bundle, validation))]
+    for index, random_mask in enumerate(masks):
+        model, _ = _fit_vega(adata, random_mask, side_params, log_to_mlflow=False)
+        table = _vega_bayes_factors(model, adata, analysis, analysis["seed"])
+        rows.append(_replicate_rows(table, "random_mask", index))
+        heldout.append(
+            (
+                f"random_mask_{index}",
+                "random_mask",
+                index,
+                _heldout_reconstruction(model, validation),
+            )
+        )
+    first_seed = int(training["seed"])
+    for seed in range(first_seed + 1, first_seed + int(control.get("n_training_seeds", 1))):
+        seeded = side_params | {"training": side_params["training"] | {"seed": seed}}
+        model, _ = _fit_vega(adata, mask, seeded, log_to_mlflow=False)
+        table = _vega_bayes_factors(model, adata, analysis, analysis["seed"])
+        rows.append(_replicate_rows(table, "training_seed", seed))
+    columns = ["comparison", "kind", "replicate", "module", "n_genes", "ln_bf"]
+    replicates = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+    replicates = replicates[~replicates["module"].astype(str).str.startswith(EXTRA_NODE_PREFIX)]
+    heldout_table = pd.DataFrame(
+        heldout, columns=["model", "kind", "replicate", "validation_reconstruction"]
+    )
+    return replicates.reset_index(drop=True), heldout_table
+
+
+def _validation_cells(adata: AnnData, params: dict[str, Any]) -> AnnData:
+    """The real model's validation cells (same seeded split as training)."""
+    from genevae.pipelines.common import train_validation_split
+    from genevae.training import TrainingSettings
+
+    seed = TrainingSettings.from_params(params["training"]).seed
+    _, validation = train_validation_split(adata.n_obs, params["validation_fraction"], seed)
+    if len(validation) == 0:
+        raise GenevaeInputError(
+            "vega.validation_fraction is 0: the random-mask control compares held-out "
+            "reconstruction on validation cells; set it above 0 or vega.control.n_random_masks to 0."
+        )
+    return adata[validation]
+
+
+def _heldout_reconstruction(bundle: ModelBundle, cells: AnnData) -> float:
+    """Mean per-gene reconstruction loss of ``cells`` from their posterior means."""
+    from genevae.training import map_batches
+
+    model = bundle.model
+    errors = map_batches(model, _bundle_data(bundle, cells), model.reconstruction_error)
+    return float(errors.mean() / len(bundle.gene_names))
+
+
+def differential_evidence(
+    bf_table: pd.DataFrame,
+    bf_replicates: pd.DataFrame,
+    control_replicates: pd.DataFrame,
+    heldout: pd.DataFrame,
+    gsea_table: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
+    """Every comparison's Bayes-factor table with its baselines, control and stability.
+
+    Returns the evidence table (:func:`~genevae.analysis.evidence.annotate_evidence` columns
+    plus ln BF mean ± SD over Bayes-factor seeds and, when trained, training seeds), the
+    top-k overlap per comparison and replicate kind, and MLflow metrics.
+    """
+    from genevae.analysis.evidence import annotate_evidence, replicate_summary
+
+    analysis, control = params["analysis"], params["control"]
+    thresholds = analysis["bayes_factor"]
+    random_rows = control_replicates[control_replicates["kind"] == "random_mask"]
+    tables = []
+    for name, rows in bf_table.groupby("comparison", sort=False):
+        tables.append(
+            annotate_evidence(
+                rows,
+                gsea=gsea_table[gsea_table["comparison"] == name],
+                random_modules=random_rows[random_rows["comparison"] == name],
+                ln_bf_threshold=thresholds.get("ln_bf_threshold", 3.0),
+                fdr_threshold=control["gsea_fdr_threshold"],
+                size_tolerance=control["size_tolerance"],
+                alpha=control["alpha"],
+            )
+        )
+    evidence = pd.concat(tables, ignore_index=True)
+    stability = []
+    for kind, replicates in (
+        ("bayes_factor_seed", bf_replicates),
+        ("training_seed", _with_real_model(control_replicates, bf_table, params["training"])),
+    ):
+        if replicates.empty:
+            continue
+        per_module, overlap = replicate_summary(
+            replicates, control["top_k"], prefix=f"ln_bf_{kind}"
+        )
+        evidence = evidence.merge(per_module, on=["comparison", "module"], how="left")
+        stability.append(overlap.assign(kind=kind))
+    stability = pd.concat(stability, ignore_index=True)
+    return evidence, stability, _evidence_metrics(evidence, stability, heldout)
+
+
+def _with_real_model(
+    control_replicates: pd.DataFrame, bf_table: pd.DataFrame, training: dict[str, Any]
+) -> pd.DataFrame:
+    """Training-seed replicates plus the real model's own table (empty without replicates)."""
+    from genevae.training import TrainingSettings
+
+    seeded = control_replicates[control_replicates["kind"] == "training_seed"]
+    if seeded.empty:
+        return seeded
+    real_seed = TrainingSettings.from_params(training).seed
+    real = _replicate_rows(bf_table, "training_seed", real_seed)
+    real = real[real["module"].isin(seeded["module"])]
+    return pd.concat([real, seeded], ignore_index=True)
+
+
+def _evidence_metrics(
+    evidence: pd.DataFrame, stability: pd.DataFrame, heldout: pd.DataFrame
+) -> dict[str, dict[str, float]]:
+    """MLflow metrics: calls passing the control and agreeing, stability, reconstruction."""
+    metrics = {}
+    for name, rows in evidence.groupby("comparison", sort=False):
+        key = _file_name(str(name))
+        significant = rows["is_significant"].astype(bool)
+        metrics[f"{key}.n_significant"] = int(significant.sum())
+        metrics[f"{key}.n_significant_passing_control"] = int(rows["control_pass"].sum())
+        metrics[f"{key}.n_significant_agreeing"] = int((significant & rows["calls_agree"]).sum())
+    for row in stability.itertuples():
+        metrics[f"{_file_name(str(row.comparison))}.top{row.k}_overlap_{row.kind}"] = (
+            row.top_k_overlap
+        )
+    by_kind = heldout.groupby("kind")["validation_reconstruction"].mean()
+    for kind, value in by_kind.items():
+        metrics[f"heldout_reconstruction_{kind}"] = value
+    return {
+        key: {"value": float(value), "step": 0}
+        for key, value in metrics.items()
+        if np.isfinite(value)
+    }

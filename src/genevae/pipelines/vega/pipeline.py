@@ -62,7 +62,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.volcano_figures,
-                inputs=["vega_differential_activity", "params:vega.analysis"],
+                inputs=["vega_differential_evidence", "params:vega.analysis"],
                 outputs="vega_volcano_plots",
                 name="volcano_plots",
             ),
@@ -82,6 +82,35 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs=["vega_gsea_comparison", "vega_gsea_scatter"],
                 name="gsea_comparison",
+            ),
+            Node(
+                nodes.bayes_factor_replicates,
+                inputs=["vega_model", "kang_processed", "params:vega.analysis"],
+                outputs="vega_bayes_factor_replicates",
+                name="bayes_factor_replicates",
+            ),
+            Node(
+                nodes.random_mask_control,
+                inputs=["kang_processed", "vega_gene_module_mask", "vega_model", "params:vega"],
+                outputs=["vega_control_replicates", "vega_heldout_reconstruction"],
+                name="random_mask_control",
+            ),
+            Node(
+                nodes.differential_evidence,
+                inputs=[
+                    "vega_differential_activity",
+                    "vega_bayes_factor_replicates",
+                    "vega_control_replicates",
+                    "vega_heldout_reconstruction",
+                    "vega_gsea_comparison",
+                    "params:vega",
+                ],
+                outputs=[
+                    "vega_differential_evidence",
+                    "vega_evidence_stability",
+                    "vega_evidence_metrics",
+                ],
+                name="differential_evidence",
             ),
             Node(
                 nodes.training_curve_figure,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genevae.analysis.labels import as_label
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
@@ -132,14 +133,14 @@ def _restrict_cells(adata: AnnData, comparison: dict[str, Any], cell_type_key: s
     """The cells a comparison is about (all, or only the listed cell types)."""
     from genevae.analysis.bayes_factor import obs_labels
 
-    cell_types = comparison.get("cell_types")
+    cell_types = [as_label(cell_type) for cell_type in comparison.get("cell_types") or []]
     if not cell_types:
         return adata
     labels = obs_labels(adata.obs, cell_type_key)
     unknown = sorted(set(cell_types) - set(labels))
     if unknown:
         raise GenevaeInputError(
-            f"cell_types {unknown} of comparison {_comparison_name(comparison)!r} are not in "
+            f"cell_types {unknown} of comparison {comparison_name(comparison)!r} are not in "
             f"obs[{cell_type_key!r}] (available: {sorted(set(labels))})."
         )
     return adata[labels.isin(cell_types).to_numpy()]
@@ -162,7 +163,7 @@ def _comparisons(adata: AnnData, params: dict[str, Any]):
     for comparison in params["comparisons"]:
         cells = _restrict_cells(adata, comparison, params["cell_type_key"])
         yield (
-            _comparison_name(comparison),
+            comparison_name(comparison),
             comparison,
             cells,
             obs_labels(cells.obs, comparison["groupby"]),
@@ -277,11 +278,11 @@ def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
     )
 
 
-def _comparison_name(comparison: dict[str, Any]) -> str:
+def comparison_name(comparison: dict[str, Any]) -> str:
     """``name`` if given, else e.g. ``condition:stimulated_vs_control``."""
     if comparison.get("name"):
         return str(comparison["name"])
-    group2 = comparison.get("group2") or "rest"
+    group2 = as_label(comparison.get("group2")) or "rest"  # a label 0 is a group, not the rest
     return f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
 
 
@@ -366,10 +367,13 @@ def gsea_comparison(
 ) -> tuple[pd.DataFrame, Figure]:
     """GSEA prerank on Wilcoxon scores of the same contrast, joined with VEGA's ln BF."""
     from genevae.analysis.gsea import gsea_for_contrast
-    from genevae.plotting.modules import gsea_vs_bayes_factor
+    from genevae.plotting.modules import gsea_vs_bayes_factor, message_figure
 
+    if params["gsea"]["comparison"] is None:
+        logger.info("GSEA is off for this dataset (vega analysis gsea.comparison is null).")
+        return pd.DataFrame(), message_figure("GSEA is off (gsea_comparison: null)")
     contrast = next(
-        (c for c in params["comparisons"] if _comparison_name(c) == params["gsea"]["comparison"]),
+        (c for c in params["comparisons"] if comparison_name(c) == params["gsea"]["comparison"]),
         None,
     )
     if contrast is None:
@@ -384,10 +388,10 @@ def gsea_comparison(
         contrast["group1"],
         contrast.get("group2"),
         gene_sets,
-        bf_table[bf_table["comparison"] == _comparison_name(contrast)],
+        bf_table[bf_table["comparison"] == comparison_name(contrast)],
         prerank=params["gsea"]["prerank"],
     )
-    table.insert(0, "comparison", _comparison_name(contrast))
+    table.insert(0, "comparison", comparison_name(contrast))
     return table, gsea_vs_bayes_factor(table)
 
 
@@ -519,7 +523,7 @@ def differential_evidence(
         tables.append(
             annotate_evidence(
                 rows,
-                gsea=gsea_table[gsea_table["comparison"] == name],
+                gsea=_rows_of(gsea_table, name),
                 random_modules=random_rows[random_rows["comparison"] == name],
                 ln_bf_threshold=thresholds.get("ln_bf_threshold", 3.0),
                 fdr_threshold=control["gsea_fdr_threshold"],
@@ -542,6 +546,13 @@ def differential_evidence(
         stability.append(overlap.assign(kind=kind))
     stability = pd.concat(stability, ignore_index=True)
     return evidence, stability, _evidence_metrics(evidence, stability, heldout)
+
+
+def _rows_of(gsea_table: pd.DataFrame, comparison: str) -> pd.DataFrame | None:
+    """GSEA's rows for ``comparison``; None where GSEA did not run on it (or was off)."""
+    if "comparison" not in gsea_table.columns:
+        return None
+    return gsea_table[gsea_table["comparison"] == comparison]
 
 
 def _with_real_model(

@@ -134,7 +134,10 @@ def replicate_summary(
                     "comparison": comparison,
                     "module": wide.index,
                     f"{prefix}_mean": wide.mean(axis=1).to_numpy(),
-                    f"{prefix}_sd": wide.std(axis=1, ddof=1).to_numpy(),
+                    # shifted by the first replicate: identical replicates give exactly 0
+                    f"{prefix}_sd": wide.sub(wide.iloc[:, 0], axis=0)
+                    .std(axis=1, ddof=1)
+                    .to_numpy(),
                 }
             )
         )

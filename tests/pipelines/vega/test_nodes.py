@@ -102,8 +102,8 @@ def _bf_rows(comparison: str, ln_bf: list[float]) -> pd.DataFrame:
 def test_differential_evidence_joins_gsea_seeds_and_control_per_comparison():
     bf = pd.concat([_bf_rows("all", [6.0, -4.0, 0.5]), _bf_rows("innate", [5.0, 1.0, 0.2])])
     seeds = pd.concat(
-        [nodes._replicate_rows(bf, "bayes_factor_seed", seed) for seed in (0, 1)]
-    )  # identical replicates: SD 0, top-k overlap 1
+        [nodes._replicate_rows(bf, "bayes_factor_seed", seed) for seed in (1, 2)]
+    )  # replicates identical to the reported seed-0 table: SD 0, top-k overlap 1
     random = nodes._replicate_rows(bf.assign(ln_bf=1.0), "random_mask", 0)
     heldout = pd.DataFrame(
         {
@@ -115,7 +115,7 @@ def test_differential_evidence_joins_gsea_seeds_and_control_per_comparison():
     )
     gsea = pd.DataFrame({"comparison": "innate", "module": ["IFN"], "fdr": [0.01], "nes": [2.0]})
     params = {
-        "analysis": {"bayes_factor": {"ln_bf_threshold": 3.0}},
+        "analysis": {"seed": 0, "bayes_factor": {"ln_bf_threshold": 3.0}},
         "training": {"seed": 0},
         "control": {"size_tolerance": 1.0, "alpha": 0.3, "top_k": 2, "gsea_fdr_threshold": 0.05},
     }
@@ -125,6 +125,7 @@ def test_differential_evidence_joins_gsea_seeds_and_control_per_comparison():
     table = table.set_index(["comparison", "module"])
     assert (table["ln_bf_bayes_factor_seed_sd"] == 0).all()
     assert stability["top_k_overlap"].tolist() == [1.0, 1.0]
+    assert stability["n_replicates"].tolist() == [3, 3]
     assert table.loc[("innate", "IFN"), "gsea_call"] == 1
     assert np.isnan(table.loc[("all", "IFN"), "gsea_call"])
     # each module is compared with its comparison's three size-20 random modules (ln BF 1)

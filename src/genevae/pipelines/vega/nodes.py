@@ -398,22 +398,22 @@ def gsea_comparison(
 def bayes_factor_replicates(
     bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
 ) -> pd.DataFrame:
-    """VEGA's ln BF under ``bayes_factor.n_seeds`` seeds (seed, seed + 1, ...), long format.
+    """VEGA's ln BF under the extra seeds seed + 1, …, seed + ``bayes_factor.n_seeds`` − 1.
 
-    Columns: comparison, kind (``bayes_factor_seed``), replicate (the seed), module, n_genes,
-    ln_bf. Only the cells, pairs and posterior noise change between replicates.
+    Long format: comparison, kind (``bayes_factor_seed``), replicate (the seed), module,
+    n_genes, ln_bf; empty for one seed. The reported table is the seed-``seed`` replicate.
+    Only the cells, pairs and posterior noise change between replicates.
     """
     _, n_seeds = _bayes_factor_settings(params)
-    seeds = [params["seed"] + offset for offset in range(max(int(n_seeds), 1))]
-    return pd.concat(
-        [
-            _replicate_rows(
-                _vega_bayes_factors(bundle, adata, params, seed), "bayes_factor_seed", seed
-            )
-            for seed in seeds
-        ],
-        ignore_index=True,
-    )
+    seeds = range(params["seed"] + 1, params["seed"] + int(n_seeds))
+    tables = [
+        _replicate_rows(_vega_bayes_factors(bundle, adata, params, seed), "bayes_factor_seed", seed)
+        for seed in seeds
+    ]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=_REPLICATE)
+
+
+_REPLICATE = ["comparison", "kind", "replicate", "module", "n_genes", "ln_bf"]
 
 
 def _replicate_rows(table: pd.DataFrame, kind: str, replicate: int) -> pd.DataFrame:
@@ -466,8 +466,7 @@ def random_mask_control(
         model, _ = _fit_vega(adata, mask, seeded, log_to_mlflow=False)
         table = _vega_bayes_factors(model, adata, analysis, analysis["seed"])
         rows.append(_replicate_rows(table, "training_seed", seed))
-    columns = ["comparison", "kind", "replicate", "module", "n_genes", "ln_bf"]
-    replicates = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+    replicates = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=_REPLICATE)
     replicates = replicates[~replicates["module"].astype(str).str.startswith(EXTRA_NODE_PREFIX)]
     heldout_table = pd.DataFrame(
         heldout, columns=["model", "kind", "replicate", "validation_reconstruction"]
@@ -532,19 +531,19 @@ def differential_evidence(
             )
         )
     evidence = pd.concat(tables, ignore_index=True)
-    stability = []
-    for kind, replicates in (
-        ("bayes_factor_seed", bf_replicates),
-        ("training_seed", _with_real_model(control_replicates, bf_table, params["training"])),
-    ):
+    overlaps = [pd.DataFrame(columns=["comparison", "n_replicates", "k", "top_k_overlap", "kind"])]
+    own_seeds = {"bayes_factor_seed": analysis["seed"], "training_seed": _training_seed(params)}
+    for kind, own_seed in own_seeds.items():
+        extra = pd.concat([bf_replicates, control_replicates], ignore_index=True)
+        replicates = _with_reported_table(extra[extra["kind"] == kind], bf_table, own_seed)
         if replicates.empty:
             continue
         per_module, overlap = replicate_summary(
             replicates, control["top_k"], prefix=f"ln_bf_{kind}"
         )
         evidence = evidence.merge(per_module, on=["comparison", "module"], how="left")
-        stability.append(overlap.assign(kind=kind))
-    stability = pd.concat(stability, ignore_index=True)
+        overlaps.append(overlap.assign(kind=kind))
+    stability = pd.concat(overlaps[1:], ignore_index=True) if len(overlaps) > 1 else overlaps[0]
     return evidence, stability, _evidence_metrics(evidence, stability, heldout)
 
 
@@ -555,19 +554,22 @@ def _rows_of(gsea_table: pd.DataFrame, comparison: str) -> pd.DataFrame | None:
     return gsea_table[gsea_table["comparison"] == comparison]
 
 
-def _with_real_model(
-    control_replicates: pd.DataFrame, bf_table: pd.DataFrame, training: dict[str, Any]
-) -> pd.DataFrame:
-    """Training-seed replicates plus the real model's own table (empty without replicates)."""
+def _training_seed(params: dict[str, Any]) -> int:
     from genevae.training import TrainingSettings
 
-    seeded = control_replicates[control_replicates["kind"] == "training_seed"]
-    if seeded.empty:
-        return seeded
-    real_seed = TrainingSettings.from_params(training).seed
-    real = _replicate_rows(bf_table, "training_seed", real_seed)
-    real = real[real["module"].isin(seeded["module"])]
-    return pd.concat([real, seeded], ignore_index=True)
+    return TrainingSettings.from_params(params["training"]).seed
+
+
+def _with_reported_table(
+    replicates: pd.DataFrame, bf_table: pd.DataFrame, own_seed: int
+) -> pd.DataFrame:
+    """Extra replicates plus the reported table as the ``own_seed`` one (empty without extras)."""
+    if replicates.empty:
+        return replicates
+    kind = replicates["kind"].iloc[0]
+    reported = _replicate_rows(bf_table, kind, own_seed)
+    reported = reported[reported["module"].isin(replicates["module"])]
+    return pd.concat([reported, replicates], ignore_index=True)
 
 
 def _evidence_metrics(

@@ -136,3 +136,36 @@ def test_differential_evidence_joins_gsea_seeds_and_control_per_comparison():
     assert metrics["all.n_significant_passing_control"]["value"] == 2
     assert metrics["innate.n_significant_agreeing"]["value"] == 1
     assert metrics["heldout_reconstruction_random_mask"]["value"] == 2.0
+
+
+def _analysis() -> dict:
+    return {
+        "seed": 0,
+        "cell_type_key": "cell_type",
+        "comparisons": [{"groupby": "condition", "group1": "stimulated", "group2": "control"}],
+        "bayes_factor": {"n_samples": 100, "n_pairs": 200},
+    }
+
+
+def test_random_mask_control_trains_one_model_per_mask_and_scores_held_out_cells():
+    adata, mask = _inputs()
+    params = _params() | {
+        "analysis": _analysis(),
+        "control": {"n_random_masks": 1, "seed": 0, "n_training_seeds": 1},
+    }
+    bundle, _, _ = nodes.train_vega(adata, mask, params)
+    replicates, heldout = nodes.random_mask_control(adata, mask, bundle, params)
+    assert heldout["model"].tolist() == ["real", "random_mask_0"]
+    assert (heldout["validation_reconstruction"] > 0).all()
+    annotated = [m for m in mask.columns if not m.startswith("UNANNOTATED")]
+    assert set(replicates["kind"]) == {"random_mask"} and len(replicates) == len(annotated)
+    sizes = replicates.set_index("module")["n_genes"]
+    expected = mask[annotated].sum(axis=0).astype(int)
+    assert (sizes[annotated] == expected).all()  # the shuffled twins keep their sizes
+
+    off = params | {
+        "validation_fraction": 0.0,
+        "control": params["control"] | {"n_random_masks": 0},
+    }
+    replicates, heldout = nodes.random_mask_control(adata, mask, bundle, off)
+    assert replicates.empty and heldout.empty

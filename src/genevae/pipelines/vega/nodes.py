@@ -437,35 +437,20 @@ def random_mask_control(
         Long ln BF table (comparison, kind = random_mask | training_seed, replicate, module,
         n_genes, ln_bf; annotated modules only) and the held-out reconstruction of the real
         and random-mask models on the real model's validation cells (model, kind, replicate,
-        validation_reconstruction).
+        validation_reconstruction; empty with ``validation_fraction`` 0).
     """
-    from genevae.preprocessing.genesets import shuffled_gene_module_masks
-
-    control = params["control"]
-    analysis, training = params["analysis"], params["training"]
+    analysis = params["analysis"]
     validation = _validation_cells(adata, params)
-    side_params = params | {"training": training | {"checkpoint_dir": None, "resume": False}}
-    masks = shuffled_gene_module_masks(mask, int(control["n_random_masks"]), control["seed"])
-    rows = []
-    heldout = [("real", "real", 0, _heldout_reconstruction(bundle, validation))]
-    for index, random_mask in enumerate(masks):
-        model, _ = _fit_vega(adata, random_mask, side_params, log_to_mlflow=False)
+    rows, heldout = [], []
+    if validation is not None:
+        heldout.append(("real", "real", 0, _heldout_reconstruction(bundle, validation)))
+    for kind, replicate, run_mask, run_params in _control_runs(mask, params):
+        model, _ = _fit_vega(adata, run_mask, run_params, log_to_mlflow=False)
         table = _vega_bayes_factors(model, adata, analysis, analysis["seed"])
-        rows.append(_replicate_rows(table, "random_mask", index))
-        heldout.append(
-            (
-                f"random_mask_{index}",
-                "random_mask",
-                index,
-                _heldout_reconstruction(model, validation),
-            )
-        )
-    first_seed = int(training["seed"])
-    for seed in range(first_seed + 1, first_seed + int(control.get("n_training_seeds", 1))):
-        seeded = side_params | {"training": side_params["training"] | {"seed": seed}}
-        model, _ = _fit_vega(adata, mask, seeded, log_to_mlflow=False)
-        table = _vega_bayes_factors(model, adata, analysis, analysis["seed"])
-        rows.append(_replicate_rows(table, "training_seed", seed))
+        rows.append(_replicate_rows(table, kind, replicate))
+        if kind == "random_mask" and validation is not None:
+            error = _heldout_reconstruction(model, validation)
+            heldout.append((f"{kind}_{replicate}", kind, replicate, error))
     replicates = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=_REPLICATE)
     replicates = replicates[~replicates["module"].astype(str).str.startswith(EXTRA_NODE_PREFIX)]
     heldout_table = pd.DataFrame(
@@ -474,19 +459,33 @@ def random_mask_control(
     return replicates.reset_index(drop=True), heldout_table
 
 
-def _validation_cells(adata: AnnData, params: dict[str, Any]) -> AnnData:
-    """The real model's validation cells (same seeded split as training)."""
-    from genevae.pipelines.common import train_validation_split
-    from genevae.training import TrainingSettings
+def _control_runs(
+    mask: pd.DataFrame, params: dict[str, Any]
+) -> list[tuple[str, int, pd.DataFrame, dict[str, Any]]]:
+    """(kind, replicate, mask, parameters) of every control model, checkpoints off."""
+    from genevae.preprocessing.genesets import shuffled_gene_module_masks
 
-    seed = TrainingSettings.from_params(params["training"]).seed
-    _, validation = train_validation_split(adata.n_obs, params["validation_fraction"], seed)
-    if len(validation) == 0:
-        raise GenevaeInputError(
-            "vega.validation_fraction is 0: the random-mask control compares held-out "
-            "reconstruction on validation cells; set it above 0 or vega.control.n_random_masks to 0."
-        )
-    return adata[validation]
+    control = params["control"]
+    training = params["training"] | {"checkpoint_dir": None, "resume": False}
+    shuffled = shuffled_gene_module_masks(mask, int(control["n_random_masks"]), control["seed"])
+    runs = [
+        ("random_mask", index, random_mask, params | {"training": training})
+        for index, random_mask in enumerate(shuffled)
+    ]
+    first_seed = _training_seed(params)
+    for seed in range(first_seed + 1, first_seed + int(control["n_training_seeds"])):
+        runs.append(("training_seed", seed, mask, params | {"training": training | {"seed": seed}}))
+    return runs
+
+
+def _validation_cells(adata: AnnData, params: dict[str, Any]) -> AnnData | None:
+    """The real model's validation cells (same seeded split as training); None without any."""
+    from genevae.pipelines.common import train_validation_split
+
+    _, validation = train_validation_split(
+        adata.n_obs, params["validation_fraction"], _training_seed(params)
+    )
+    return adata[validation] if len(validation) else None
 
 
 def _heldout_reconstruction(bundle: ModelBundle, cells: AnnData) -> float:

@@ -97,10 +97,10 @@ def test_figures_and_mlflow_run(tybalt_run):
     assert "tybalt.tcga.final_val_loss" in run.data.metrics
     assert run.data.tags["genevae.n_validation"] == "1"  # the data's own split
     # epoch 0 is the KL warm-up (β = 0), so of two epochs the best one can only be epoch 1
-    assert run.data.metrics["tybalt_final_metrics.best_epoch"] == 1
+    assert run.data.metrics["tybalt.tcga.best_epoch"] == 1
     assert run.data.tags["genevae.best_epoch"] == run.data.tags["genevae.weights_epoch"] == "1"
     bundle = json.loads(
-        (latest_version(data / "06_models" / "tybalt_model") / "config.json").read_text()
+        (latest_version(data / "06_models" / "tcga" / "tybalt_model") / "config.json").read_text()
     )
     assert bundle["metadata"]["best_epoch"] == bundle["metadata"]["weights_epoch"] == 1
     artifacts = {a.path for a in client.list_artifacts(run_id)}

@@ -288,3 +288,8 @@ def test_ddp_spawn_returns_the_best_epoch_weights_to_the_caller():
     model, result = _drifting_run(accelerator="cpu", devices=2, strategy="ddp_spawn")
     assert result.best_epoch == expected.best_epoch
     assert torch.equal(model.w, single.w)
+
+
+def test_a_monitor_that_is_not_logged_is_named_with_the_logged_ones():
+    with pytest.raises(GenevaeInputError, match=r"early_stopping_monitor='val/los'.*'val/loss'"):
+        _drifting_run(max_epochs=1, early_stopping_monitor="val/los")

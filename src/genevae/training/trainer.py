@@ -177,7 +177,7 @@ class EpochHistory(Callback):
 
 
 class BestWeights(Callback):
-    """Tracks the epoch with the lowest ``monitor`` value and, if ``restore``, refits its weights.
+    """Tracks the epoch with the lowest ``monitor`` value and, if ``restore``, reloads its weights.
 
     The weights are copied in memory on each improvement, so this needs no ``checkpoint_dir``;
     the copy is part of the callback's checkpoint state, so a resumed run still returns the best

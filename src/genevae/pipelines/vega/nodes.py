@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genevae.analysis.comparisons import comparison_name, labels_as_text
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
@@ -130,7 +131,7 @@ def _restrict_cells(adata: AnnData, comparison: dict[str, Any], cell_type_key: s
     unknown = sorted(set(cell_types) - set(labels))
     if unknown:
         raise GenevaeInputError(
-            f"cell_types {unknown} of comparison {_comparison_name(comparison)!r} are not in "
+            f"cell_types {unknown} of comparison {comparison_name(comparison)!r} are not in "
             f"obs[{cell_type_key!r}] (available: {sorted(set(labels))})."
         )
     return adata[labels.isin(cell_types).to_numpy()]
@@ -145,7 +146,7 @@ def differential_activity_tables(
     check_parameters("vega.analysis.bayes_factor", params["bayes_factor"], differential_activity)
     n_genes = bundle.model.gene_module_mask.detach().cpu().numpy().sum(axis=0).astype(int)
     tables = []
-    for comparison in params["comparisons"]:
+    for comparison in map(labels_as_text, params["comparisons"]):
         started = time.perf_counter()
         cells = _restrict_cells(adata, comparison, params["cell_type_key"])
         labels = obs_labels(cells.obs, comparison["groupby"])
@@ -162,7 +163,7 @@ def differential_activity_tables(
             n_genes_per_module=n_genes,
             **params["bayes_factor"],
         )
-        table.insert(0, "comparison", _comparison_name(comparison))
+        table.insert(0, "comparison", comparison_name(comparison))
         _log_comparison(table, cells.n_obs, time.perf_counter() - started)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
@@ -182,14 +183,6 @@ def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
         top["ln_bf"],
         seconds,
     )
-
-
-def _comparison_name(comparison: dict[str, Any]) -> str:
-    """``name`` if given, else e.g. ``condition:stimulated_vs_control``."""
-    if comparison.get("name"):
-        return str(comparison["name"])
-    group2 = comparison.get("group2") or "rest"
-    return f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
 
 
 def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:
@@ -280,7 +273,11 @@ def gsea_comparison(
     from genevae.plotting.modules import gsea_vs_bayes_factor
 
     contrast = next(
-        (c for c in params["comparisons"] if _comparison_name(c) == params["gsea"]["comparison"]),
+        (
+            labels_as_text(c)
+            for c in params["comparisons"]
+            if comparison_name(c) == params["gsea"]["comparison"]
+        ),
         None,
     )
     if contrast is None:
@@ -293,6 +290,6 @@ def gsea_comparison(
         cells, contrast["groupby"], contrast["group1"], contrast.get("group2")
     )
     gsea = run_prerank(ranking, gene_sets, **params["gsea"]["prerank"])
-    bf = bf_table[bf_table["comparison"] == _comparison_name(contrast)]
+    bf = bf_table[bf_table["comparison"] == comparison_name(contrast)]
     table = compare_gsea_with_bayes_factors(gsea, bf)
     return table, gsea_vs_bayes_factor(table)

@@ -6,6 +6,7 @@ import warnings
 from kedro.config import OmegaConfigLoader
 
 from genevae.hooks import DataLineageHook
+from genevae.validation_hook import ConfigValidationHook
 
 # System metrics (CPU/GPU utilisation and memory) are logged with every MLflow run that
 # kedro-mlflow starts; users can turn this off by setting the variable to "false".
@@ -22,7 +23,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # run; nothing in this project or its configuration can act on the warning.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
-HOOKS = (DataLineageHook(),)
+# ConfigValidationHook checks the configuration before any node runs (docs/configuration.md).
+HOOKS = (ConfigValidationHook(), DataLineageHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

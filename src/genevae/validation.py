@@ -306,9 +306,11 @@ def _unknown_key(name: str, loc: tuple[Any, ...], valid: list[str]) -> str:
 
 def format_problems(problems: list[str]) -> str:
     """All problems in one readable block: a head line and one line per problem."""
-    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+    count, them = (
+        (f"{len(problems)} problems", "them") if len(problems) > 1 else ("1 problem", "it")
+    )
     head = (
-        f"The configuration has {count}; nothing was run or written. Fix them in conf/ "
+        f"The configuration has {count}; nothing was run or written. Fix {them} in conf/ "
         "(or in --params) and run again:"
     )
     return "\n".join([head, *(f"  - {problem}" for problem in problems)])

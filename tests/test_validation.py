@@ -136,6 +136,16 @@ def test_per_dataset_sections_are_checked_against_the_same_defaults() -> None:
     ]
 
 
+def test_a_typo_inherited_by_every_dataset_is_reported_once() -> None:
+    params = copy.deepcopy(DEFAULTS)
+    params["vega"]["trainng"] = {"max_epochs": 5}  # --params vega.trainng.max_epochs=5
+    section = copy.deepcopy(params["vega"])
+    for name in ("kang", "mine"):  # the loader copies the defaults into each dataset's section
+        params["vega"][name] = copy.deepcopy(section)
+    problems = parameter_problems(params, DEFAULTS, ["vega"], dataset_names=["kang", "mine"])
+    assert problems == ["`vega.trainng` is not a known parameter; did you mean `vega.training`?"]
+
+
 def test_sections_the_run_does_not_use_are_not_checked() -> None:
     params = copy.deepcopy(DEFAULTS)
     params["tybalt"]["trainng"] = {}

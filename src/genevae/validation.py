@@ -89,6 +89,7 @@ class _Entry(_Strict):
     """Keys every dataset entry may have: per-pipeline overrides of the parameter defaults."""
 
     description: str | None = None
+    load_args: dict[str, Any] | None = None
     data_processing: dict[str, Any] | None = None
     vega: dict[str, Any] | None = None
     tybalt: dict[str, Any] | None = None
@@ -116,6 +117,8 @@ class BulkDataset(_Entry):
     kind: Literal["bulk"]
     cohorts: dict[str, str]
     obs: BulkObs = BulkObs()
+    reference_genes: str | None = None
+    colors: str | None = None
 
 
 class GeneSetCollection(_Strict):
@@ -223,17 +226,32 @@ class ParameterSchema:
             return list[self.annotation(f"{path}[]", merged)] | None
         return _leaf_type(value)
 
-    def check(self, name: str, value: Any, path: str) -> list[str]:
-        """Problems of ``value`` (shown as ``name``) against the defaults section ``path``."""
-        return _model_problems(name, self.model(path), value)
+    def check(self, name: str, value: Any, path: str, skip: Iterable[tuple] = ()) -> list[str]:
+        """Problems of ``value`` (shown as ``name``) against the defaults section ``path``.
+
+        ``skip``: error locations already reported elsewhere (a per-dataset section inherits
+        its pipeline section's keys, typos included).
+        """
+        return _model_problems(name, self.model(path), value, set(skip))
+
+    def error_locations(self, value: Any, path: str) -> set[tuple]:
+        """Where ``value`` fails the defaults section ``path``."""
+        return {tuple(detail["loc"]) for detail in _errors(self.model(path), value)}
 
 
-def _model_problems(name: str, model: type[BaseModel], value: Any) -> list[str]:
+def _errors(model: type[BaseModel], value: Any) -> list[Any]:
     try:
         model.model_validate(value)
     except ValidationError as error:
-        return [_describe(name, model, detail) for detail in error.errors()]
+        return list(error.errors())
     return []
+
+
+def _model_problems(
+    name: str, model: type[BaseModel], value: Any, skip: set[tuple] | None = None
+) -> list[str]:
+    errors = [d for d in _errors(model, value) if tuple(d["loc"]) not in (skip or set())]
+    return [_describe(name, model, detail) for detail in errors]
 
 
 def _get(tree: Mapping[str, Any], path: str, default: Any = None) -> Any:
@@ -341,9 +359,11 @@ def parameter_problems(
     problems = _unknown_sections(params, defaults)
     for section in sorted(set(sections) & set(defaults)):
         value = params.get(section)
-        problems += schema.check(section, _without(value, names), section)
+        own = _without(value, names)
+        problems += schema.check(section, own, section)
+        reported = schema.error_locations(own, section)
         for name in sorted(names & set(value if isinstance(value, Mapping) else ())):
-            problems += schema.check(f"{section}.{name}", value[name], section)
+            problems += schema.check(f"{section}.{name}", value[name], section, skip=reported)
     return problems
 
 

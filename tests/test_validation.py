@@ -69,13 +69,15 @@ PARAM_CASES: list[ParamCase] = [
     ),
     (
         "typo_in_a_list_of_comparisons",
-        lambda p: p["vega"]["analysis"]["comparisons"][0].update(grup2="control"),
+        lambda p: p["vega"]["analysis"].update(
+            comparisons=[{"groupby": "condition", "group1": "stimulated", "grup2": "control"}]
+        ),
         "`vega.analysis.comparisons[0].grup2` is not a known parameter; "
         "did you mean `vega.analysis.comparisons[0].group2`?",
     ),
     (
         "comparison_without_groupby",
-        lambda p: p["vega"]["analysis"]["comparisons"][0].pop("groupby"),
+        lambda p: p["vega"]["analysis"].update(comparisons=[{"group1": "stimulated"}]),
         "`vega.analysis.comparisons[0].groupby` is missing",
     ),
     (

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from genevae.analysis.comparisons import comparison_name, labels_as_text
+from genevae.analysis.comparisons import comparison_name
+from genevae.analysis.labels import as_label
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
@@ -124,7 +125,7 @@ def _restrict_cells(adata: AnnData, comparison: dict[str, Any], cell_type_key: s
     """The cells a comparison is about (all, or only the listed cell types)."""
     from genevae.analysis.bayes_factor import obs_labels
 
-    cell_types = comparison.get("cell_types")
+    cell_types = [as_label(cell_type) for cell_type in comparison.get("cell_types") or []]
     if not cell_types:
         return adata
     labels = obs_labels(adata.obs, cell_type_key)
@@ -146,7 +147,7 @@ def differential_activity_tables(
     check_parameters("vega.analysis.bayes_factor", params["bayes_factor"], differential_activity)
     n_genes = bundle.model.gene_module_mask.detach().cpu().numpy().sum(axis=0).astype(int)
     tables = []
-    for comparison in map(labels_as_text, params["comparisons"]):
+    for comparison in params["comparisons"]:
         started = time.perf_counter()
         cells = _restrict_cells(adata, comparison, params["cell_type_key"])
         labels = obs_labels(cells.obs, comparison["groupby"])
@@ -270,14 +271,13 @@ def gsea_comparison(
         run_prerank,
         wilcoxon_ranking,
     )
-    from genevae.plotting.modules import gsea_vs_bayes_factor
+    from genevae.plotting.modules import gsea_vs_bayes_factor, message_figure
 
+    if params["gsea"]["comparison"] is None:
+        logger.info("GSEA is off for this dataset (vega analysis gsea.comparison is null).")
+        return pd.DataFrame(), message_figure("GSEA is off (gsea_comparison: null)")
     contrast = next(
-        (
-            labels_as_text(c)
-            for c in params["comparisons"]
-            if comparison_name(c) == params["gsea"]["comparison"]
-        ),
+        (c for c in params["comparisons"] if comparison_name(c) == params["gsea"]["comparison"]),
         None,
     )
     if contrast is None:

@@ -197,6 +197,7 @@ def project(tmp_path: Path) -> Path:
     (raw / "sets.gmt").write_text("SET_A\tna\tG1\tG2\n")
     (raw / "grn.csv").write_text("source,target\nSPI1,G1\n")
     (raw / "brca.tsv").write_text("gene\ts1\nG1\t1\n")
+    (raw / "genes.txt").write_text("G1\n")
     return tmp_path
 
 
@@ -230,6 +231,7 @@ def _registry() -> dict[str, Any]:
             "tumours": {
                 "kind": "bulk",
                 "cohorts": {"BRCA": "data/01_raw/brca.tsv"},
+                "reference_genes": "data/01_raw/genes.txt",
                 "obs": {"cancer_type": "cancer_type"},
             },
         },
@@ -317,6 +319,11 @@ REGISTRY_CASES: list[RegistryCase] = [
         "missing_bulk_cohort",
         lambda r, root: (root / "data" / "01_raw" / "brca.tsv").unlink(),
         "`datasets.tumours.cohorts.BRCA` = 'data/01_raw/brca.tsv': no such file",
+    ),
+    (
+        "missing_bulk_gene_list",
+        lambda r, root: (root / "data" / "01_raw" / "genes.txt").unlink(),
+        "`datasets.tumours.reference_genes` = 'data/01_raw/genes.txt': no such file",
     ),
     (
         "unknown_control_label",

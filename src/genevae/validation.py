@@ -472,8 +472,7 @@ def dataset_problems(name: str, params: Mapping[str, Any], root: Path) -> list[s
     entry = params["datasets"][name]
     where = f"datasets.{name}"
     if entry["kind"] == "bulk":
-        cohorts = entry["cohorts"].items()
-        return [p for c, f in cohorts for p in file_problem(f"{where}.cohorts.{c}", f, root)]
+        return [p for key, file in _bulk_files(where, entry) for p in file_problem(key, file, root)]
     problems = _collection_file_problems(entry, params, root)
     missing = file_problem(f"{where}.file", entry["file"], root)
     if missing:
@@ -485,6 +484,13 @@ def dataset_problems(name: str, params: Mapping[str, Any], root: Path) -> list[s
         return [f"`{where}.file` = {entry['file']!r} is not a readable .h5ad file ({reason})."]
     check = _scrna_obs_problems if entry["kind"] == "scrna" else _perturbseq_obs_problems
     return problems + check(where, entry, obs, entry["file"])
+
+
+def _bulk_files(where: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, file) of a bulk dataset's cohort matrices and optional gene list and colours."""
+    files = [(f"{where}.cohorts.{cohort}", file) for cohort, file in entry["cohorts"].items()]
+    optional = ("reference_genes", "colors")
+    return files + [(f"{where}.{key}", entry[key]) for key in optional if entry.get(key)]
 
 
 def _collection_file_problems(

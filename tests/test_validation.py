@@ -280,7 +280,7 @@ REGISTRY_CASES: list[RegistryCase] = [
     (
         "unknown_group_label",
         lambda r, _: _cells(r)["comparisons"][0].update(group1="stimmulated"),
-        "`datasets.cells.comparisons[0].group1/group2` = 'stimmulated' is not a label of obs "
+        "`datasets.cells.comparisons[0].group1` = 'stimmulated' is not a label of obs "
         "column 'condition'; use one of: control, stimulated.",
     ),
     (
@@ -379,10 +379,12 @@ def test_bad_registry_or_data_is_named_in_one_message(
 def test_all_problems_are_listed_together(project: Path) -> None:
     registry = _registry()
     _cells(registry)["obs"]["condition"] = "conditon"
+    _cells(registry)["gsea_comparison"] = "innate_cells"
     (project / "data" / "01_raw" / "screen.h5ad").unlink()
-    with pytest.raises(GenevaeConfigError, match="The configuration has 2 problems") as raised:
+    with pytest.raises(GenevaeConfigError, match="The configuration has 3 problems") as raised:
         _validate(registry, project)
-    assert "datasets.cells.obs.condition" in str(raised.value)
+    for key in ("datasets.cells.obs.condition", "datasets.cells.gsea_comparison"):
+        assert key in str(raised.value)
     assert "datasets.screen.file" in str(raised.value)
 
 

@@ -388,14 +388,16 @@ def _unknown_sections(params: Mapping[str, Any], defaults: Mapping[str, Any]) ->
 
 
 def registry_problems(params: Mapping[str, Any]) -> list[str]:
-    """Problems of the ``datasets``, ``gene_sets`` and ``grn_references`` blocks."""
+    """Problems of the keys and values of the ``datasets``, ``gene_sets`` and
+    ``grn_references`` blocks (the names they use from each other: :func:`reference_problems`).
+    """
     problems = []
     for name, entry in (params.get("datasets") or {}).items():
         problems += _entry_problems(name, entry)
     for section, model in (("gene_sets", GeneSetCollection), ("grn_references", GrnReference)):
         for name, entry in (params.get(section) or {}).items():
             problems += _model_problems(f"{section}.{name}", model, entry)
-    return problems or _reference_problems(params)
+    return problems
 
 
 def _entry_problems(name: str, entry: Any) -> list[str]:
@@ -408,7 +410,7 @@ def _entry_problems(name: str, entry: Any) -> list[str]:
     return _model_problems(f"datasets.{name}", _DATASET_MODELS[kind], entry)
 
 
-def _reference_problems(params: Mapping[str, Any]) -> list[str]:
+def reference_problems(params: Mapping[str, Any]) -> list[str]:
     """Names one block uses that another must define (GSEA contrast, collections, GRNs)."""
     problems = []
     for name, entry in (params.get("datasets") or {}).items():
@@ -500,10 +502,12 @@ def _collection_file_problems(
     used = [("gene_sets", c) for c in entry.get("gene_sets") or []]
     if entry.get("grn_reference") is not None:
         used.append(("grn_references", entry["grn_reference"]))
-    return [
+    listed = [(block, name, (params.get(block) or {}).get(name)) for block, name in used]
+    return [  # names listed nowhere are reference problems
         problem
-        for block, name in used
-        for problem in file_problem(f"{block}.{name}.file", params[block][name]["file"], root)
+        for block, name, spec in listed
+        if spec is not None
+        for problem in file_problem(f"{block}.{name}.file", spec["file"], root)
     ]
 
 
@@ -549,9 +553,9 @@ def _scrna_obs_problems(where: str, entry: Mapping[str, Any], obs: Any, file: st
         groupby = comparison["groupby"]
         missing = _column_problem(f"{key}.groupby", groupby, obs, file)
         problems += missing
-        groups = [comparison[g] for g in ("group1", "group2") if comparison.get(g) is not None]
-        if not missing:
-            problems += _label_problems(f"{key}.group1/group2", groups, groupby, obs)
+        for group in ("group1", "group2"):
+            if not missing and comparison.get(group) is not None:
+                problems += _label_problems(f"{key}.{group}", [comparison[group]], groupby, obs)
         if comparison.get("cell_types"):
             problems += _cell_type_problems(f"{key}.cell_types", comparison, cell_type, obs)
     return problems
@@ -601,7 +605,8 @@ def validate_run(
     problems = parameter_problems(params, defaults, sections, registered)
     registry = registry_problems(params)
     problems += registry
-    if not registry:
+    if not registry:  # the data checks rely on well-formed entries
+        problems += reference_problems(params)
         for name in sorted(set(datasets) & set(registered)):
             problems += dataset_problems(name, params, root)
     raise_if_problems(problems)

@@ -388,6 +388,15 @@ def test_all_problems_are_listed_together(project: Path) -> None:
     assert "datasets.screen.file" in str(raised.value)
 
 
+def test_a_raw_file_the_run_does_not_read_may_be_absent(project: Path) -> None:
+    registry = _registry()
+    (project / "data" / "01_raw" / "cells.h5ad").unlink()
+    _cells(registry)["obs"]["condition"] = "conditon"  # not checkable without the file
+    validate_run(registry, {}, [], ["cells"], project, loaded=["cells.processed"])
+    with pytest.raises(GenevaeConfigError, match="datasets.cells.file"):
+        validate_run(registry, {}, [], ["cells"], project, loaded=["cells.raw"])
+
+
 def test_only_the_datasets_of_the_run_are_read(project: Path) -> None:
     registry = _registry()
     (project / "data" / "01_raw" / "screen.h5ad").unlink()

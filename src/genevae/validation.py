@@ -28,6 +28,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from genevae.analysis.comparisons import comparison_name
 from genevae.errors import GenevaeConfigError
+from genevae.registry import Registry, raw_catalog_entries
 
 REGISTRY_SECTIONS = ("datasets", "gene_sets", "grn_references")
 DATASET_KINDS = ("scrna", "perturbseq", "bulk")
@@ -446,11 +447,28 @@ def _gsea_problems(where: str, entry: Mapping[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------ files and data
 
+Files = set[str] | None  # the files a run reads; None: every file it could read
 
-def file_problem(key: str, file: str, root: Path) -> list[str]:
-    """A problem if ``file`` (relative to the project ``root``) is not a readable file."""
+
+def required_files(params: Mapping[str, Any], loaded: Iterable[str]) -> set[str]:
+    """Paths of the registered raw files among the catalog entries a run ``loaded``."""
+    registry = Registry(
+        **{section: dict(params.get(section) or {}) for section in REGISTRY_SECTIONS}
+    )
+    names = {name.split("@", 1)[0] for name in loaded}
+    entries = raw_catalog_entries(registry)
+    return {spec["filepath"] for name, spec in entries.items() if name in names}
+
+
+def file_problem(key: str, file: str, root: Path, required: Files = None) -> list[str]:
+    """A problem if ``file`` (relative to the project ``root``) is not a readable file.
+
+    A missing file is a problem only if the run reads it (``required``; None: all files).
+    """
     path = Path(file) if Path(file).is_absolute() else root / file
     if not path.exists():
+        if required is not None and file not in required:
+            return []
         return [
             f"`{key}` = {file!r}: no such file ({path}); correct the path, or put the file "
             "there (`make data` fetches the shipped data)."
@@ -469,15 +487,22 @@ def read_obs(path: Path) -> Any:
         return anndata.io.read_elem(file["obs"])
 
 
-def dataset_problems(name: str, params: Mapping[str, Any], root: Path) -> list[str]:
-    """Problems of one registered dataset's files and of its obs keys and labels."""
+def dataset_problems(
+    name: str, params: Mapping[str, Any], root: Path, required: Files = None
+) -> list[str]:
+    """Problems of one registered dataset's files and of its obs keys and labels.
+
+    The obs checks read the raw file; a raw file the run does not read may be absent (a
+    model run on processed data), and then they are skipped.
+    """
     entry = params["datasets"][name]
     where = f"datasets.{name}"
     if entry["kind"] == "bulk":
-        return [p for key, file in _bulk_files(where, entry) for p in file_problem(key, file, root)]
-    problems = _collection_file_problems(entry, params, root)
-    missing = file_problem(f"{where}.file", entry["file"], root)
-    if missing:
+        files = _bulk_files(where, entry)
+        return [p for key, file in files for p in file_problem(key, file, root, required)]
+    problems = _collection_file_problems(entry, params, root, required)
+    missing = file_problem(f"{where}.file", entry["file"], root, required)
+    if missing or not (root / entry["file"]).exists():
         return missing + problems
     try:
         obs = read_obs(root / entry["file"])
@@ -496,7 +521,7 @@ def _bulk_files(where: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _collection_file_problems(
-    entry: Mapping[str, Any], params: Mapping[str, Any], root: Path
+    entry: Mapping[str, Any], params: Mapping[str, Any], root: Path, required: Files
 ) -> list[str]:
     """Files of the gene-set collections and GRN reference the dataset uses."""
     used = [("gene_sets", c) for c in entry.get("gene_sets") or []]
@@ -507,7 +532,7 @@ def _collection_file_problems(
         problem
         for block, name, spec in listed
         if spec is not None
-        for problem in file_problem(f"{block}.{name}.file", spec["file"], root)
+        for problem in file_problem(f"{block}.{name}.file", spec["file"], root, required)
     ]
 
 
@@ -594,12 +619,14 @@ def validate_run(
     sections: Iterable[str],
     datasets: Iterable[str],
     root: Path,
+    loaded: Iterable[str] | None = None,
 ) -> None:
     """Check what a run uses; raise one :class:`GenevaeConfigError` naming every problem.
 
     ``sections``: the top-level parameter sections the run's nodes read; ``datasets``: the
     registered datasets the run works on (their files and obs are checked); ``root``: the
-    project folder that relative file paths start from.
+    project folder that relative file paths start from; ``loaded``: the catalog entries the
+    run loads (its registered raw files must exist; None: every file of its datasets).
     """
     registered = list(params.get("datasets") or {})
     problems = parameter_problems(params, defaults, sections, registered)
@@ -607,6 +634,7 @@ def validate_run(
     problems += registry
     if not registry:  # the data checks rely on well-formed entries
         problems += reference_problems(params)
+        required = None if loaded is None else required_files(params, loaded)
         for name in sorted(set(datasets) & set(registered)):
-            problems += dataset_problems(name, params, root)
+            problems += dataset_problems(name, params, root, required)
     raise_if_problems(problems)

@@ -38,6 +38,7 @@ class ConfigValidationHook:
             sections,
             datasets,
             Path(run_params["project_path"]),
+            loaded=pipeline.inputs(),
         )
 
 

@@ -20,6 +20,7 @@ import difflib
 import fnmatch
 import os
 import types
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -479,12 +480,16 @@ def file_problem(key: str, file: str, root: Path, required: Files = None) -> lis
 
 
 def read_obs(path: Path) -> Any:
-    """The obs table of an ``.h5ad`` file, read without its expression matrix."""
-    import anndata.io
-    import h5py
+    """The obs table of an ``.h5ad`` file, read in backed mode: X stays on disk."""
+    import anndata
 
-    with h5py.File(path, "r") as file:
-        return anndata.io.read_elem(file["obs"])
+    with warnings.catch_warnings():  # notices about old-format elements other than obs
+        warnings.simplefilter("ignore")
+        adata = anndata.read_h5ad(path, backed="r")
+    try:
+        return adata.obs
+    finally:
+        adata.file.close()
 
 
 def dataset_problems(

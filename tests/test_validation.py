@@ -403,3 +403,29 @@ def test_only_the_datasets_of_the_run_are_read(project: Path) -> None:
     validate_run(registry, {}, [], ["cells"], project)
     with pytest.raises(GenevaeConfigError, match="datasets.screen.file"):
         validate_run(registry, {}, [], ["screen"], project)
+
+
+# ----------------------------------------------------------------------------- the shipped project
+
+
+@pytest.mark.filterwarnings("ignore:register_new_resolver")
+@pytest.mark.parametrize("env", ["local", "test", "demo"])
+def test_every_pipeline_of_the_shipped_project_passes_its_checks(env: str) -> None:
+    """No false alarm: each registered pipeline's sections and datasets, as a run sees them."""
+    from kedro.framework.project import configure_project, pipelines, settings
+
+    from genevae.config import GenevaeConfigLoader
+    from genevae.validation import reference_problems, registry_problems
+    from genevae.validation_hook import base_defaults, used_by
+
+    configure_project("genevae")
+    conf = str(PROJECT_ROOT / settings.CONF_SOURCE)
+    loader = GenevaeConfigLoader(conf, env=env, **settings.CONFIG_LOADER_ARGS)
+    params = loader["parameters"]
+    registered = set(params["datasets"])
+    defaults = base_defaults(loader)
+    assert registry_problems(params) == [] and reference_problems(params) == []
+    for name in ("data_processing", "vega", "tybalt", "gpo_vae", "evaluation"):
+        sections, datasets = used_by(pipelines[name], registered, set(params))
+        assert datasets, f"{name} uses no registered dataset"
+        assert parameter_problems(params, defaults, sections, registered) == [], name

@@ -397,6 +397,18 @@ def test_a_raw_file_the_run_does_not_read_may_be_absent(project: Path) -> None:
         validate_run(registry, {}, [], ["cells"], project, loaded=["cells.raw"])
 
 
+def test_vega_must_use_a_collection_the_dataset_builds(project: Path) -> None:
+    params = _registry() | {"vega": {"cells": {"gene_module_collection": "kegg"}}}
+    defaults = {"vega": {"gene_module_collection": "reactome"}}
+    with pytest.raises(GenevaeConfigError) as raised:
+        validate_run(params, defaults, ["vega"], ["cells"], project)
+    assert (
+        "`vega.cells.gene_module_collection` = 'kegg' is not among the dataset's gene_sets "
+        "(sets); choose one of them, or add it to `datasets.cells.gene_sets`."
+    ) in str(raised.value)
+    validate_run(params, defaults, ["data_processing"], ["cells"], project)  # vega not run
+
+
 def test_only_the_datasets_of_the_run_are_read(project: Path) -> None:
     registry = _registry()
     (project / "data" / "01_raw" / "screen.h5ad").unlink()

@@ -615,6 +615,20 @@ def _perturbseq_obs_problems(
     )
 
 
+def collection_choice_problems(name: str, params: Mapping[str, Any]) -> list[str]:
+    """VEGA's gene-module collection must be one the scRNA dataset builds a mask for."""
+    entry = params["datasets"][name]
+    chosen = _get(params, f"vega.{name}.gene_module_collection")
+    built = [str(c) for c in entry.get("gene_sets") or []]
+    if entry["kind"] != "scrna" or chosen is None or chosen in built:
+        return []
+    return [
+        f"`vega.{name}.gene_module_collection` = {chosen!r} is not among the dataset's "
+        f"gene_sets ({', '.join(built) or 'none'}); choose one of them, or add it to "
+        f"`datasets.{name}.gene_sets`."
+    ]
+
+
 # ------------------------------------------------------------------ everything a run uses
 
 
@@ -633,6 +647,7 @@ def validate_run(
     project folder that relative file paths start from; ``loaded``: the catalog entries the
     run loads (its registered raw files must exist; None: every file of its datasets).
     """
+    sections = set(sections)
     registered = list(params.get("datasets") or {})
     problems = parameter_problems(params, defaults, sections, registered)
     registry = registry_problems(params)
@@ -642,4 +657,6 @@ def validate_run(
         required = None if loaded is None else required_files(params, loaded)
         for name in sorted(set(datasets) & set(registered)):
             problems += dataset_problems(name, params, root, required)
+            if "vega" in sections:
+                problems += collection_choice_problems(name, params)
     raise_if_problems(problems)

@@ -409,6 +409,34 @@ def test_vega_must_use_a_collection_the_dataset_builds(project: Path) -> None:
     validate_run(params, defaults, ["data_processing"], ["cells"], project)  # vega not run
 
 
+VEGA_DEFAULTS = {
+    "vega": {"analysis": {"cell_type_key": None, "comparisons": [], "gsea": {"comparison": None}}}
+}
+
+
+def _with_vega_section(registry: dict[str, Any]) -> dict[str, Any]:
+    """What the config loader derives: the entry's comparisons in ``vega.<dataset>``."""
+    analysis = {
+        "cell_type_key": "cell_type",
+        "comparisons": copy.deepcopy(_cells(registry)["comparisons"]),
+        "gsea": {"comparison": _cells(registry)["gsea_comparison"]},
+    }
+    return registry | {"vega": {"cells": {"analysis": analysis}}}
+
+
+def test_comparisons_set_in_the_vega_section_are_checked_too(project: Path) -> None:
+    params = _with_vega_section(_registry())
+    validate_run(params, VEGA_DEFAULTS, ["vega"], ["cells"], project)  # same as the registry
+    analysis = params["vega"]["cells"]["analysis"]
+    analysis["comparisons"][1]["cell_types"] = ["Monocyte"]  # e.g. --params vega.cells…
+    analysis["gsea"]["comparison"] = "innate_cells"
+    with pytest.raises(GenevaeConfigError, match="The configuration has 2 problems") as raised:
+        validate_run(params, VEGA_DEFAULTS, ["vega"], ["cells"], project)
+    message = str(raised.value)
+    assert "`vega.cells.analysis.comparisons[1].cell_types` = 'Monocyte'" in message
+    assert "`vega.cells.analysis.gsea.comparison` = 'innate_cells' is none of" in message
+
+
 def test_only_the_datasets_of_the_run_are_read(project: Path) -> None:
     registry = _registry()
     (project / "data" / "01_raw" / "screen.h5ad").unlink()

@@ -29,10 +29,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from genevae.analysis.comparisons import comparison_name
 from genevae.errors import GenevaeConfigError
-from genevae.registry import Registry, raw_catalog_entries
+from genevae.registry import KINDS, Registry, raw_catalog_entries
 
 REGISTRY_SECTIONS = ("datasets", "gene_sets", "grn_references")
-DATASET_KINDS = ("scrna", "perturbseq", "bulk")
 _STRICT = ConfigDict(extra="forbid", protected_namespaces=())
 
 
@@ -407,7 +406,7 @@ def _entry_problems(name: str, entry: Any) -> list[str]:
     if kind not in _DATASET_MODELS:
         return [
             f"`datasets.{name}.kind` = {kind!r} is not a dataset kind; "
-            f"use one of: {', '.join(DATASET_KINDS)}."
+            f"use one of: {', '.join(KINDS)}."
         ]
     return _model_problems(f"datasets.{name}", _DATASET_MODELS[kind], entry)
 
@@ -418,29 +417,31 @@ def reference_problems(params: Mapping[str, Any]) -> list[str]:
     for name, entry in (params.get("datasets") or {}).items():
         where = f"datasets.{name}"
         for collection in entry.get("gene_sets") or []:
-            problems += _named(f"{where}.gene_sets", collection, params.get("gene_sets"))
+            problems += _named(
+                f"{where}.gene_sets", collection, "gene_sets", params.get("gene_sets")
+            )
         if entry.get("grn_reference") is not None:
             references = params.get("grn_references")
-            problems += _named(f"{where}.grn_reference", entry["grn_reference"], references)
-        problems += _gsea_problems(where, entry)
+            reference = entry["grn_reference"]
+            problems += _named(f"{where}.grn_reference", reference, "grn_references", references)
+        contrast, comparisons = entry.get("gsea_comparison"), entry.get("comparisons") or []
+        problems += _gsea_problems(f"{where}.gsea_comparison", contrast, comparisons)
     return problems
 
 
-def _named(key: str, value: str, defined: Mapping[str, Any] | None) -> list[str]:
-    block = key.rsplit(".", 1)[-1].replace("grn_reference", "grn_references")
+def _named(key: str, value: str, block: str, defined: Mapping[str, Any] | None) -> list[str]:
     if value in (defined or {}):
         return []
     known = ", ".join(defined or {}) or "none"
     return [f"`{key}` = {value!r} is not listed under `{block}` (listed: {known}); add it there."]
 
 
-def _gsea_problems(where: str, entry: Mapping[str, Any]) -> list[str]:
-    contrast = entry.get("gsea_comparison")
-    names = [comparison_name(c) for c in entry.get("comparisons") or []]
+def _gsea_problems(key: str, contrast: str | None, comparisons: list[Any]) -> list[str]:
+    names = [comparison_name(c) for c in comparisons if c.get("groupby")]
     if contrast is None or contrast in names:
         return []
     return [
-        f"`{where}.gsea_comparison` = {contrast!r} is none of the dataset's comparisons "
+        f"`{key}` = {contrast!r} is none of the dataset's comparisons "
         f"({', '.join(names) or 'none'}); name one of them (or give that comparison a `name`), "
         "or set it to null to switch GSEA off."
     ]
@@ -493,12 +494,13 @@ def read_obs(path: Path) -> Any:
 
 
 def dataset_problems(
-    name: str, params: Mapping[str, Any], root: Path, required: Files = None
+    name: str, params: Mapping[str, Any], root: Path, required: Files = None, vega: bool = False
 ) -> list[str]:
     """Problems of one registered dataset's files and of its obs keys and labels.
 
     The obs checks read the raw file; a raw file the run does not read may be absent (a
-    model run on processed data), and then they are skipped.
+    model run on processed data), and then they are skipped. ``vega``: the run uses the
+    dataset's vega section, whose comparisons are checked too.
     """
     entry = params["datasets"][name]
     where = f"datasets.{name}"
@@ -514,8 +516,10 @@ def dataset_problems(
     except Exception as error:  # any reason the file is not an AnnData file
         reason = f"{type(error).__name__}: {error}"
         return [f"`{where}.file` = {entry['file']!r} is not a readable .h5ad file ({reason})."]
-    check = _scrna_obs_problems if entry["kind"] == "scrna" else _perturbseq_obs_problems
-    return problems + check(where, entry, obs, entry["file"])
+    if entry["kind"] == "perturbseq":
+        return problems + _perturbseq_obs_problems(where, entry, obs, entry["file"])
+    problems += _scrna_obs_problems(where, entry, obs, entry["file"])
+    return problems + (_vega_problems(name, params, obs, entry["file"]) if vega else [])
 
 
 def _bulk_files(where: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -577,17 +581,49 @@ def _scrna_obs_problems(where: str, entry: Mapping[str, Any], obs: Any, file: st
         for role, column in keys.items()
         for p in _column_problem(f"{where}.obs.{role}", column, obs, file)
     ]
+    comparisons = entry.get("comparisons") or []
     cell_type = keys.get("cell_type")
-    for i, comparison in enumerate(entry.get("comparisons") or []):
-        key = f"{where}.comparisons[{i}]"
-        groupby = comparison["groupby"]
+    return problems + _comparison_problems(
+        f"{where}.comparisons", comparisons, cell_type, obs, file
+    )
+
+
+def _comparison_problems(
+    where: str, comparisons: list[Any], cell_type: str | None, obs: Any, file: str
+) -> list[str]:
+    """Each comparison's groupby column, group labels and cell types, looked up in obs."""
+    problems = []
+    for i, comparison in enumerate(comparisons):
+        key = f"{where}[{i}]"
+        groupby = comparison.get("groupby")
         missing = _column_problem(f"{key}.groupby", groupby, obs, file)
         problems += missing
         for group in ("group1", "group2"):
-            if not missing and comparison.get(group) is not None:
+            if groupby and not missing and comparison.get(group) is not None:
                 problems += _label_problems(f"{key}.{group}", [comparison[group]], groupby, obs)
         if comparison.get("cell_types"):
             problems += _cell_type_problems(f"{key}.cell_types", comparison, cell_type, obs)
+    return problems
+
+
+def _vega_problems(name: str, params: Mapping[str, Any], obs: Any, file: str) -> list[str]:
+    """The effective ``vega.<name>`` comparisons and GSEA contrast, where they differ from
+    the registry entry's (set with ``--params`` or the entry's own ``vega:`` block).
+    """
+    entry = params["datasets"][name]
+    where = f"vega.{name}.analysis"
+    analysis = _get(params, where) or {}
+    comparisons = list(analysis.get("comparisons") or [])
+    own = comparisons != list(entry.get("comparisons") or [])
+    cell_type = analysis.get("cell_type_key")
+    problems = (
+        _comparison_problems(f"{where}.comparisons", comparisons, cell_type, obs, file)
+        if own
+        else []
+    )
+    contrast = (analysis.get("gsea") or {}).get("comparison")
+    if own or contrast != entry.get("gsea_comparison"):
+        problems += _gsea_problems(f"{where}.gsea.comparison", contrast, comparisons)
     return problems
 
 
@@ -656,7 +692,7 @@ def validate_run(
         problems += reference_problems(params)
         required = None if loaded is None else required_files(params, loaded)
         for name in sorted(set(datasets) & set(registered)):
-            problems += dataset_problems(name, params, root, required)
+            problems += dataset_problems(name, params, root, required, "vega" in sections)
             if "vega" in sections:
                 problems += collection_choice_problems(name, params)
     raise_if_problems(problems)

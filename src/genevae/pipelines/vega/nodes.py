@@ -248,7 +248,8 @@ def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, F
     from genevae.plotting.modules import module_scatter, module_violins
 
     frame = _activities_frame(activities)
-    modules = [m for m in params["plot_modules"] if m in frame.columns]
+    named = [m for m in params["plot_modules"] if m in frame.columns]
+    modules = named or _most_variable(frame[list(activities.uns["vega_module_names"])])
     figures = {
         f"violins_by_{key}.png": module_violins(frame, modules, key) for key in params["color_by"]
     }
@@ -257,6 +258,12 @@ def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, F
             frame, modules[0], modules[1], params["color_by"][-1]
         )
     return figures
+
+
+def _most_variable(frame: pd.DataFrame, n: int = 4) -> list[str]:
+    """Modules to plot when none are named: the ``n`` gene sets whose activity varies most."""
+    annotated = [column for column in frame.columns if not column.startswith("UNANNOTATED")]
+    return list(frame[annotated].var().nlargest(n).index)
 
 
 def gsea_comparison(

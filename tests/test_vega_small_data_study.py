@@ -33,7 +33,9 @@ def test_ranking_orders_by_ln_bf_breaks_ties_by_mean_diff_and_skips_extra_nodes(
 
 
 def test_ranking_flags_a_non_interferon_first_module_and_a_missing_ifn_module():
-    result = study.ranking(_table([("REACTOME_CELL_CYCLE", 3.0, 1.0), ("REACTOME_ISG15", 2.0, 1.0)]))
+    result = study.ranking(
+        _table([("REACTOME_CELL_CYCLE", 3.0, 1.0), ("REACTOME_ISG15", 2.0, 1.0)])
+    )
     assert not result["interferon_family_first"]
     assert result["ifn_rank"] is None and result["ifn_ln_bf"] is None
 
@@ -63,3 +65,12 @@ def test_toy_study_ranks_the_ifn_module_for_vega_and_the_module_score():
     assert result["summary"]["defaults"]["ifn_ranks"] == [row["defaults"]["ifn_rank"]]
     methods = {entry["method"] for entry in result["planted_modules"]}
     assert methods == {"vega", "module_score", "gsea"}
+
+
+def test_markdown_table_lists_rank_ln_bf_and_first_module_per_subset():
+    entry = {"ifn_rank": 2, "ifn_ln_bf": 6.811, "first_module": "REACTOME_INTERFERON_SIGNALING"}
+    missing = {"ifn_rank": None, "ifn_ln_bf": None, "first_module": "REACTOME_APOPTOSIS"}
+    rows = [{"n_cells": 300, "n_genes": 250, "seed": 0, "defaults": entry, "module_score": missing}]
+    lines = study.markdown_table(rows, ["defaults"]).splitlines()
+    assert lines[0] == "| cells × genes (seed) | defaults | module_score |"
+    assert lines[2] == "| 300 × 250 (0) | 2 (6.81); INTERFERON_SIGNALING | None (–); APOPTOSIS |"

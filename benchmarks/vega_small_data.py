@@ -364,26 +364,46 @@ def summary(rows: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
 
 
 def run(
-    scale: str, factors: bool = False, n_subsets: int | None = None, planted: bool = True
+    scale: str,
+    factors: bool = False,
+    n_subsets: int | None = None,
+    planted: bool = True,
+    overrides: dict[str, Any] | None = None,
+    paper: bool = True,
 ) -> dict[str, Any]:
     """The study at ``scale``: VEGA's defaults and the paper's settings on every subset.
 
     ``factors`` adds the one-factor-at-a-time variants, ``n_subsets`` keeps the first subsets
-    only, ``planted=False`` skips the planted-module benchmark.
+    only, ``planted=False`` skips the planted-module benchmark, ``overrides`` (dotted keys)
+    change the defaults (the "defaults" variant and the planted run), ``paper=False`` skips
+    the paper's settings.
     """
     check_scale(scale)
     sizes = SIZES[scale]
     sizes = replace(sizes, subsets=sizes.subsets[:n_subsets])
-    variants = {"defaults": {}} | (factor_variants() if factors else {"paper": PAPER})
+    overrides = dict(overrides or {})
+    variants = {"defaults": overrides}
+    if factors:
+        variants |= factor_variants()
+    elif paper:
+        variants["paper"] = PAPER
     rows = kang_study(sizes, variants)
     return {
         "scale": scale,
         "sizes": asdict(sizes),
-        "vega_defaults": vega_parameters(),
+        "vega_defaults": vega_parameters(overrides),
         "kang_subsets": rows,
         "summary": summary(rows, list(variants)),
-        "planted_modules": planted_study(sizes, {}) if planted else [],
+        "planted_modules": planted_study(sizes, overrides) if planted else [],
     }
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"model.dropout=0.1"`` → ``("model.dropout", 0.1)`` (the value read as YAML)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
 
 
 def markdown_table(rows: list[dict[str, Any]], variants: list[str]) -> str:
@@ -413,10 +433,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", action="store_true", help="also one factor at a time")
     parser.add_argument("--subsets", type=int, default=None, help="only the first N subsets")
     parser.add_argument("--no-planted", action="store_true", help="skip the planted modules")
+    parser.add_argument("--no-paper", action="store_true", help="skip the paper's settings")
     parser.add_argument("--results-dir", type=Path, default=None)
     parser.add_argument("--name", default=NAME, help="result file name (without .json)")
+    parser.add_argument(
+        "--set",
+        type=parse_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a default, e.g. model.dropout=0.1 (repeatable)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.scale, args.factors, args.subsets, not args.no_planted)
+    result = run(
+        args.scale,
+        args.factors,
+        args.subsets,
+        planted=not args.no_planted,
+        overrides=dict(args.set),
+        paper=not args.no_paper,
+    )
     path = write_result(args.name, result, args.results_dir)
     print(json.dumps(result["summary"] | {"planted_modules": result["planted_modules"]}, indent=2))
     variants = [name for name in result["summary"] if name != "module_score"]

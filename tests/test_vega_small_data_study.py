@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -74,3 +76,13 @@ def test_markdown_table_lists_rank_ln_bf_and_first_module_per_subset():
     lines = study.markdown_table(rows, ["defaults"]).splitlines()
     assert lines[0] == "| cells × genes (seed) | defaults | module_score |"
     assert lines[2] == "| 300 × 250 (0) | 2 (6.81); INTERFERON_SIGNALING | None (–); APOPTOSIS |"
+
+
+def test_parse_override_reads_the_value_as_yaml_and_refuses_a_missing_equals_sign():
+    assert study.parse_override("model.z_dropout=0.0") == ("model.z_dropout", 0.0)
+    assert study.parse_override("training.early_stopping_patience=null") == (
+        "training.early_stopping_patience",
+        None,
+    )
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        study.parse_override("model.dropout")

@@ -93,6 +93,8 @@ def train_gpo_vae(
             "device": result.device,
             "device_name": result.device_name,
             "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "weights_epoch": result.weights_epoch,
             "training": training_params,
         },
     )
@@ -107,13 +109,21 @@ def _variant_training(training_params: dict[str, Any], name: str) -> dict[str, A
 
 
 def _epoch_metrics(history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
-    """``{"<split>_<term>": [{"value", "step": epoch}, ...]}`` for MlflowMetricsHistoryDataset."""
-    return {
+    """``{"<split>_<term>": [{"value", "step": epoch}, ...]}`` for MlflowMetricsHistoryDataset.
+
+    ``best_epoch`` (one value) is the epoch whose weights the bundle holds with
+    ``restore_best_weights``.
+    """
+    metrics = {
         f"{split}_{term}": [
             {"value": float(row.value), "step": int(row.epoch)} for row in part.itertuples()
         ]
         for (split, term), part in history.groupby(["split", "term"], sort=False)
     }
+    best = history.loc[history["best"], "epoch"] if "best" in history.columns else []
+    if len(best):
+        metrics["best_epoch"] = [{"value": float(best.iloc[0]), "step": 0}]
+    return metrics
 
 
 def _device_model(bundle: ModelBundle) -> GPOVAE:
@@ -208,11 +218,14 @@ def training_curve_figure(history: pd.DataFrame, variant: dict[str, Any]) -> Fig
 
 def compare_predictors(
     model_input: AnnData,
-    reference_edges: pd.DataFrame,
     params: dict[str, Any],
+    reference_edges: pd.DataFrame | None = None,
     **variant_outputs: Any,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """One table (rows: GPO-VAE variants and baselines) of ATE, IWELBO and GRN metrics.
+
+    Without a reference network (no ``grn_reference`` in the dataset's registry entry) the
+    reference-network metrics are NaN.
 
     ``variant_outputs`` holds ``<predictor>__ate``, ``<predictor>__iwelbo`` and
     ``<predictor>__edges`` for every trained variant. Also returns the table's finite
@@ -237,8 +250,10 @@ def compare_predictors(
     return table.rename_axis("predictor"), evaluation.mlflow_metrics(table)
 
 
-def _reference(table: pd.DataFrame) -> pd.DataFrame:
+def _reference(table: pd.DataFrame | None) -> pd.DataFrame:
     """Reference edges with columns regulator, target from a source/target table."""
+    if table is None:
+        return pd.DataFrame(columns=["regulator", "target"], dtype=str)
     renamed = table.rename(columns={"source": "regulator"})
     missing = [c for c in ("regulator", "target") if c not in renamed.columns]
     if missing:

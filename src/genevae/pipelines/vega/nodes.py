@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genevae.analysis.comparisons import comparison_name
+from genevae.analysis.labels import as_label
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
@@ -123,14 +125,14 @@ def _restrict_cells(adata: AnnData, comparison: dict[str, Any], cell_type_key: s
     """The cells a comparison is about (all, or only the listed cell types)."""
     from genevae.analysis.bayes_factor import obs_labels
 
-    cell_types = comparison.get("cell_types")
+    cell_types = [as_label(cell_type) for cell_type in comparison.get("cell_types") or []]
     if not cell_types:
         return adata
     labels = obs_labels(adata.obs, cell_type_key)
     unknown = sorted(set(cell_types) - set(labels))
     if unknown:
         raise GenevaeInputError(
-            f"cell_types {unknown} of comparison {_comparison_name(comparison)!r} are not in "
+            f"cell_types {unknown} of comparison {comparison_name(comparison)!r} are not in "
             f"obs[{cell_type_key!r}] (available: {sorted(set(labels))})."
         )
     return adata[labels.isin(cell_types).to_numpy()]
@@ -162,7 +164,7 @@ def differential_activity_tables(
             n_genes_per_module=n_genes,
             **params["bayes_factor"],
         )
-        table.insert(0, "comparison", _comparison_name(comparison))
+        table.insert(0, "comparison", comparison_name(comparison))
         _log_comparison(table, cells.n_obs, time.perf_counter() - started)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
@@ -170,7 +172,7 @@ def differential_activity_tables(
 
 def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
     """One line per comparison: its size, how many modules pass, and the strongest one."""
-    top = table.loc[table["ln_bf"].abs().idxmax()]
+    top = table.iloc[0]  # tables are ranked: |ln BF| (vanilla) or p_da (change)
     logger.info(
         "Bayes factors %s: %d cells, %d of %d modules significant; strongest %s "
         "(ln BF %.2f) [%.1f s]",
@@ -182,14 +184,6 @@ def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
         top["ln_bf"],
         seconds,
     )
-
-
-def _comparison_name(comparison: dict[str, Any]) -> str:
-    """``name`` if given, else e.g. ``condition:stimulated_vs_control``."""
-    if comparison.get("name"):
-        return str(comparison["name"])
-    group2 = comparison.get("group2") or "rest"
-    return f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
 
 
 def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:
@@ -254,7 +248,8 @@ def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, F
     from genevae.plotting.modules import module_scatter, module_violins
 
     frame = _activities_frame(activities)
-    modules = [m for m in params["plot_modules"] if m in frame.columns]
+    named = [m for m in params["plot_modules"] if m in frame.columns]
+    modules = named or _most_variable(frame[list(activities.uns["vega_module_names"])])
     figures = {
         f"violins_by_{key}.png": module_violins(frame, modules, key) for key in params["color_by"]
     }
@@ -263,6 +258,12 @@ def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, F
             frame, modules[0], modules[1], params["color_by"][-1]
         )
     return figures
+
+
+def _most_variable(frame: pd.DataFrame, n: int = 4) -> list[str]:
+    """Modules to plot when none are named: the ``n`` gene sets whose activity varies most."""
+    annotated = [column for column in frame.columns if not column.startswith("UNANNOTATED")]
+    return list(frame[annotated].var().nlargest(n).index)
 
 
 def gsea_comparison(
@@ -277,10 +278,13 @@ def gsea_comparison(
         run_prerank,
         wilcoxon_ranking,
     )
-    from genevae.plotting.modules import gsea_vs_bayes_factor
+    from genevae.plotting.modules import gsea_vs_bayes_factor, message_figure
 
+    if params["gsea"]["comparison"] is None:
+        logger.info("GSEA is off for this dataset (vega analysis gsea.comparison is null).")
+        return pd.DataFrame(), message_figure("GSEA is off (gsea_comparison: null)")
     contrast = next(
-        (c for c in params["comparisons"] if _comparison_name(c) == params["gsea"]["comparison"]),
+        (c for c in params["comparisons"] if comparison_name(c) == params["gsea"]["comparison"]),
         None,
     )
     if contrast is None:
@@ -293,6 +297,6 @@ def gsea_comparison(
         cells, contrast["groupby"], contrast["group1"], contrast.get("group2")
     )
     gsea = run_prerank(ranking, gene_sets, **params["gsea"]["prerank"])
-    bf = bf_table[bf_table["comparison"] == _comparison_name(contrast)]
+    bf = bf_table[bf_table["comparison"] == comparison_name(contrast)]
     table = compare_gsea_with_bayes_factors(gsea, bf)
     return table, gsea_vs_bayes_factor(table)

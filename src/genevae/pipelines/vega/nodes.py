@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genevae.analysis.comparisons import comparison_name
 from genevae.analysis.labels import as_label
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
@@ -183,14 +184,6 @@ def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
         top["ln_bf"],
         seconds,
     )
-
-
-def comparison_name(comparison: dict[str, Any]) -> str:
-    """``name`` if given, else e.g. ``condition:stimulated_vs_control``."""
-    if comparison.get("name"):
-        return str(comparison["name"])
-    group2 = as_label(comparison.get("group2")) or "rest"  # a label 0 is a group, not the rest
-    return f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
 
 
 def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bayes_factors, flop_floor, memory, startup, vega_vs_scvi
+from benchmarks import bayes_factors, flop_floor, memory, startup, streaming, vega_vs_scvi
 from benchmarks.common import SCALES, write_result
 
 BENCHMARKS: dict[str, Callable[[str], dict[str, Any]]] = {
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[str], dict[str, Any]]] = {
     bayes_factors.NAME: bayes_factors.run,
     memory.NAME: memory.run,
     startup.NAME: startup.run,
+    streaming.NAME: streaming.run,
 }
 
 
@@ -70,6 +71,9 @@ def summary_rows(name: str, result: dict[str, Any]) -> list[tuple[str, str, str,
             (name, f"{stage}: peak RSS ÷ sparse size", f"{r['peak_over_sparse_size']:.2f}", "< 3")
             for stage, r in result["stages"].items()
         ]
+    if name == streaming.NAME:
+        ratio = f"{result['ratio_disk_over_memory']:.2f}"
+        return [(name, "train cells/s: disk ÷ memory", ratio, "≥ 0.7")]
     if name == startup.NAME:
         if "skipped" in result:
             return [(name, "skipped", result["skipped"], "")]

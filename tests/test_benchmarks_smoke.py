@@ -7,7 +7,15 @@ import json
 import pytest
 
 import benchmarks  # noqa: F401  (OpenMP policy; harmless once torch is loaded)
-from benchmarks import bayes_factors, flop_floor, memory, run_all, startup, vega_vs_scvi
+from benchmarks import (
+    bayes_factors,
+    flop_floor,
+    memory,
+    run_all,
+    startup,
+    streaming,
+    vega_vs_scvi,
+)
 from benchmarks.common import write_result
 
 
@@ -57,6 +65,20 @@ def test_memory_reports_peaks_per_stage():
     assert preprocess["output_shape"][0] < memory.SIZES["toy"].n_cells  # QC removed some cells
     assert preprocess["peak_over_sparse_size"] > 0
     assert result["stages"]["preprocess_backed"]["output_shape"] == preprocess["output_shape"]
+
+
+def test_streaming_compares_training_from_disk_with_memory():
+    result = streaming.run("toy")
+    [round_] = result["rounds"]
+    assert round_["memory_cells_per_s"] > 0 and round_["disk_cells_per_s"] > 0
+    assert result["ratio_disk_over_memory"] == pytest.approx(
+        round_["disk_cells_per_s"] / round_["memory_cells_per_s"]
+    )
+    assert result["loader_only"]["disk_batches_per_s"] > 0
+    assert run_all.summary_rows("streaming", result)[0][:2] == (
+        "streaming",
+        "train cells/s: disk ÷ memory",
+    )
 
 
 def test_startup_times_the_first_node_line_and_profiles_imports():

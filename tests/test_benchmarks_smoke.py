@@ -10,6 +10,7 @@ import benchmarks  # noqa: F401  (OpenMP policy; harmless once torch is loaded)
 from benchmarks import (
     bayes_factors,
     flop_floor,
+    gpu_check,
     memory,
     run_all,
     startup,
@@ -79,6 +80,29 @@ def test_streaming_compares_training_from_disk_with_memory():
         "streaming",
         "train cells/s: disk ÷ memory",
     )
+
+
+def test_gpu_check_cpu_fallback_trains_every_model_and_passes_its_checks(tmp_path):
+    assert gpu_check.main(["--device", "cpu", "--out", str(tmp_path / "gpu.json")]) == 0
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert result["device"] == "cpu" and result["passed"]
+    assert set(result["models"]) == {"vega", "gpo_vae", "tybalt"}
+    for entry in result["models"].values():
+        assert entry["samples_per_second"] > 0
+        assert entry["timed_steps"] >= gpu_check.SIZES["cpu"].gpo_steps
+        assert entry["encoding_check"]["max_relative_difference"] == 0.0  # CPU vs itself
+    assert result["decoder"]["max_relative_difference"] <= gpu_check.DECODER_TOLERANCE
+    assert result["bayes_factors"]["max_p_h1_difference"] == 0.0  # same generator on the CPU
+
+
+def test_gpu_check_reports_a_failing_check_and_goes_on():
+    def broken():
+        raise RuntimeError("no kernel for this device")
+
+    assert gpu_check._guarded(broken) == {
+        "passed": False,
+        "error": "RuntimeError: no kernel for this device",
+    }
 
 
 def test_startup_times_the_first_node_line_and_profiles_imports():

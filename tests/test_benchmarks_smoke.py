@@ -29,6 +29,7 @@ def test_flop_floor_reports_a_ratio_per_model(tmp_path):
             3 * model["forward_matmul_flops_per_step"] * model["steps_per_epoch"]
         )
         assert len(model["rounds"]) == 2 and model["rounds"][0]["n_timed_steps"] >= 2
+        assert model["bare_loop_ratio_to_floor"] > 0
     saved = json.loads(write_result("flop_floor", result, tmp_path).read_text())
     assert saved["machine"]["torch_threads"] >= 1 and saved["models"]["vega"]["meets_target"] in (
         True,

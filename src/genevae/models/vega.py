@@ -42,8 +42,11 @@ def negative_binomial_log_likelihood_per_cell(
 
     ``lgamma(x + θ) − lgamma(θ) − lgamma(x + 1)`` is exactly zero where x = 0, so it (and its
     digamma gradient) is evaluated at the nonzero counts only: ~6 % of a scRNA batch. The
-    value is the same function; only the order of the floating-point sums differs.
+    value is the same function; only the order of the floating-point sums differs. Off the
+    CPU the dense formula is used: finding the nonzeros would wait for the device each step.
     """
+    if counts.device.type != "cpu":
+        return negative_binomial_log_likelihood(counts, mean, inverse_dispersion).sum(dim=1)
     log_theta_mu = torch.log(inverse_dispersion + mean + _EPS)
     dense_part = (
         inverse_dispersion * (torch.log(inverse_dispersion + _EPS) - log_theta_mu)

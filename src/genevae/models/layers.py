@@ -20,13 +20,14 @@ from torch.nn import functional as F
 from genevae.errors import GenevaeInputError
 
 MaskedImplementation = Literal["auto", "dense", "sparse"]
-SPARSE_MAX_DENSITY = 0.05
+SPARSE_MAX_DENSITY = 0.01
 """``auto`` uses the sparse product on CPU up to this fraction of live weights.
 
-Measured at batch 128, 675 → 7,000 (docs/performance.md): the sparse forward + backward
-is about 6× faster at VEGA's 0.47 % and still ahead at 5 %; above ~10 % the dense matmul wins.
+Forward + backward at batch 128, 675 → 7,000, measured side by side on the shared 2-core
+machine (load 15): the sparse product was 7.2× faster than the dense one at 0.25 % live
+weights, 4.5× at 0.5 % (VEGA's Reactome mask: 0.47 %), 1.6× at 1 %, and slower from
+1.5 % (0.54×; 0.14× at 5 %): its cost grows faster than the number of live weights.
 """
-
 
 def _as_binary_mask(mask: torch.Tensor | np.ndarray | sp.spmatrix) -> torch.Tensor:
     """Validate a 2-D 0/1 mask and return it as a float32 tensor."""

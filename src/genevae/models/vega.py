@@ -80,7 +80,7 @@ class VEGA(GenerativeModel):
             match it.
         beta: KL weight (1e-4 as in the paper-era code; no warm-up).
         decoder_implementation: how the masked decoder product is computed (same results):
-            ``"auto"`` (sparse over the live weights on CPU for masks ≤ 5 % dense, else a
+            ``"auto"`` (sparse over the live weights on CPU for masks ≤ 1 % dense, else a
             dense matmul), ``"dense"`` or ``"sparse"``; see :class:`MaskedLinear`.
 
     The gene-module mask is not in the config: pass it as ``mask`` (genes × n_modules, binary)

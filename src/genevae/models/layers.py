@@ -29,6 +29,7 @@ weights, 4.5× at 0.5 % (VEGA's Reactome mask: 0.47 %), 1.6× at 1 %, and slower
 1.5 % (0.54×; 0.14× at 5 %): its cost grows faster than the number of live weights.
 """
 
+
 def _as_binary_mask(mask: torch.Tensor | np.ndarray | sp.spmatrix) -> torch.Tensor:
     """Validate a 2-D 0/1 mask and return it as a float32 tensor."""
     if sp.issparse(mask):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bayes_factors, flop_floor, memory, startup, streaming, vega_vs_scvi
+from benchmarks import bayes_factors, flop_floor, memory, scale, startup, streaming, vega_vs_scvi
 from benchmarks.common import SCALES, write_result
 
 BENCHMARKS: dict[str, Callable[[str], dict[str, Any]]] = {
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[str], dict[str, Any]]] = {
     memory.NAME: memory.run,
     startup.NAME: startup.run,
     streaming.NAME: streaming.run,
+    scale.NAME: scale.run,
 }
 
 
@@ -80,6 +81,16 @@ def summary_rows(name: str, result: dict[str, Any]) -> list[tuple[str, str, str,
     if name == streaming.NAME:
         ratio = f"{result['ratio_disk_over_memory']:.2f}"
         return [(name, "train cells/s: disk ÷ memory", ratio, "≥ 0.7")]
+    if name == scale.NAME:
+        steepest = max(result["slopes"].items(), key=lambda item: item[1]["wall_seconds_slope"])
+        return [
+            (
+                name,
+                f"steepest node in cells: {steepest[0]}",
+                f"{steepest[1]['wall_seconds_slope']:.2f}",
+                "≤ method's",
+            )
+        ]
     if name == startup.NAME:
         if "skipped" in result:
             return [(name, "skipped", result["skipped"], "")]

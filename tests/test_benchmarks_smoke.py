@@ -13,6 +13,7 @@ from benchmarks import (
     gpu_check,
     memory,
     run_all,
+    scale,
     startup,
     streaming,
     vega_vs_scvi,
@@ -104,6 +105,31 @@ def test_gpu_check_reports_a_failing_check_and_goes_on():
         "passed": False,
         "error": "RuntimeError: no kernel for this device",
     }
+
+
+def test_scale_slopes_are_log_log_fits_over_the_nodes_seen_at_every_size():
+    cells = [1000, 2000, 4000]
+    runs = [
+        {
+            "vega.train_vega": {"wall_seconds": n / 100, "peak_rss_bytes": 1e6 * n**0.5},
+            "vega.volcano_plots": {"wall_seconds": 3.0, "peak_rss_bytes": 5e8},
+        }
+        for n in cells
+    ]
+    runs[1]["vega.only_once"] = {"wall_seconds": 1.0, "peak_rss_bytes": 1.0}
+    slopes = scale.slopes(cells, runs)
+    assert set(slopes) == {"vega.train_vega", "vega.volcano_plots"}
+    assert slopes["vega.train_vega"]["wall_seconds_slope"] == pytest.approx(1.0)
+    assert slopes["vega.train_vega"]["peak_rss_bytes_slope"] == pytest.approx(0.5)
+    assert slopes["vega.volcano_plots"]["wall_seconds_slope"] == pytest.approx(0.0, abs=1e-9)
+    row = run_all.summary_rows("scale", {"slopes": slopes})[0]
+    assert row[1].endswith("vega.train_vega") and row[2] == "1.00"
+
+
+def test_scale_labels_nodes_without_the_dataset_name():
+    assert scale.node_label("vega.scale1.build_mask_scale1", "scale1") == "vega.build_mask"
+    assert scale.node_label("build_mask_scale1", "scale1") == "build_mask"
+    assert scale.node_label("vega.scale10.train_vega", "scale1") == "vega.scale10.train_vega"
 
 
 def test_startup_times_the_first_node_line_and_profiles_imports():

@@ -109,3 +109,20 @@ def test_train_vega_on_a_backed_file_streams_and_matches_training_in_memory(tmp_
         assert torch.equal(streamed.model.state_dict()[key], value), key
     expected = nodes.encode_module_activities(in_memory, adata).obsm["X_vega"]
     np.testing.assert_array_equal(latent, expected)
+
+
+def test_without_named_modules_the_most_variable_ones_are_plotted():
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(40, 4)) * np.array([0.1, 3.0, 1.0, 5.0])
+    activities = ad.AnnData(
+        X=np.zeros((40, 1), dtype=np.float32),
+        obs=pd.DataFrame({"group": ["a", "b"] * 20}, index=[f"c{i}" for i in range(40)]),
+    )
+    activities.obsm["X_vega"] = latent
+    activities.uns["vega_module_names"] = ["QUIET", "LOUD", "MIDDLE", "UNANNOTATED_0"]
+    params = {"plot_modules": ["NOT_IN_THE_MASK"], "color_by": ["group"]}
+    figures = nodes.activity_figures(activities, params)
+    scatter = figures["module_scatter.png"].axes[0]
+    assert (scatter.get_xlabel(), scatter.get_ylabel()) == ("LOUD activity", "MIDDLE activity")

@@ -103,7 +103,7 @@ def _kedro(name: str, epochs: int) -> list[str]:
         "--namespaces",
         f"data_processing.{name},vega.{name}",
         "--params",
-        f"vega.{name}.training.max_epochs={epochs},vega.{name}.training.progress_bar=false",
+        f"vega.{name}.training.max_epochs={epochs}",
     ]
 
 

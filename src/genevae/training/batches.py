@@ -1,12 +1,12 @@
 """Mini-batches from memory or from disk: the training hot path.
 
 Per-cell arrays are turned into tensors once; each batch is one fancy-index per array (sparse
-rows are densified per batch, never the whole matrix). A matrix of an ``.h5ad`` opened backed
-(``adata.X`` of ``read_h5ad(..., backed="r")``) stays on disk: each batch reads its rows
-(:mod:`genevae.training.disk`), one batch ahead in a thread, and the batches are the same. This avoids a per-item Dataset and a
+rows are densified per batch, never the whole matrix). This avoids a per-item Dataset and a
 collate loop, which dominate the cost of small models on CPU. Train/validation splits are
 row-index views over the same arrays (:meth:`TensorData.subset`), so splitting a data set
-copies no rows.
+copies no rows. A matrix of an ``.h5ad`` opened backed (``adata.X`` of
+``read_h5ad(..., backed="r")``) stays on disk: each batch reads its rows
+(:mod:`genevae.training.disk`), one batch ahead in a thread, and the batches are the same.
 """
 
 from __future__ import annotations

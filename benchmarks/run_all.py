@@ -19,7 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bayes_factors, flop_floor, memory, scale, startup, streaming, vega_vs_scvi
+from benchmarks import (
+    bayes_factors,
+    flop_floor,
+    memory,
+    scale,
+    startup,
+    streaming,
+    vega_small_data,
+    vega_vs_scvi,
+)
 from benchmarks.common import SCALES, write_result
 
 BENCHMARKS: dict[str, Callable[[str], dict[str, Any]]] = {
@@ -30,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[str], dict[str, Any]]] = {
     startup.NAME: startup.run,
     streaming.NAME: streaming.run,
     scale.NAME: scale.run,
+    vega_small_data.NAME: vega_small_data.run,
 }
 
 
@@ -104,6 +114,17 @@ def summary_rows(name: str, result: dict[str, Any]) -> list[tuple[str, str, str,
             ),
             (name, "CPU s to 'Running node'", f"{cpu:.1f}", ""),
             (name, "÷ `import torch` alone", f"{result['ratio_to_import_torch']:.1f}", ""),
+        ]
+    if name == vega_small_data.NAME:
+        defaults = result["summary"]["defaults"]
+        return [
+            (name, "interferon module first", defaults["interferon_family_first"], "5/5"),
+            (
+                name,
+                "IFN α/β rank ≤ module score's",
+                defaults["ifn_rank_no_worse_than_module_score"],
+                "5/5",
+            ),
         ]
     return []
 

@@ -241,6 +241,14 @@ class VEGA(GenerativeModel):
         theta = torch.exp(self.log_inverse_dispersion)
         return -negative_binomial_log_likelihood_per_cell(counts, mean, theta)
 
+    def reconstruction_error(self, batch: Batch) -> torch.Tensor:
+        """Per-cell reconstruction loss (summed over genes) from the posterior mean μ.
+
+        The deterministic held-out score that compares masks; call in eval mode.
+        """
+        mean, _ = self.inference(batch)
+        return self._reconstruction(batch, self._decoder_output(mean, self._covariates(batch)))
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Reconstruction (summed over genes) + β·KL, averaged over the cells of the batch.
 

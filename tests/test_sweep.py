@@ -178,7 +178,7 @@ def test_each_trial_is_a_nested_mlflow_run_with_its_objective(tmp_path, tmp_trac
         lr = params["training"]["learning_rate"]
         return _history({"loss": 1000 * lr, "reconstruction": 1.0, "kl": 1.0})
 
-    target = SweepTarget(kind="bulk", train=train)
+    target = SweepTarget(dataset="unused", train=train)
     settings = _settings(tmp_path, sampler="random")
     objective = objective_function(
         target, None, _base_sweep_params(), settings, parent_run_id=parent, tags={"t": "1"}

@@ -3,14 +3,12 @@
 ``python -m genevae.sweep tybalt --n-trials N --n-workers W [--dataset NAME] [--storage URL]
 [--study-name NAME]``
 
-The sweep trains on one registered dataset (``--dataset``; by default the first one of the
-model's kind in ``conf/*/datasets.yml``, the demo's ``tcga``) with that dataset's parameter
-section (``tybalt.tcga``). The search space, sampler, objective and default storage are its
-``sweep`` parameters (``tybalt.sweep`` in ``conf/base/parameters_<model>.yml``). The command
-creates (or joins) the study, starts W local worker processes that split the N trials between
-them, and waits. Each worker loads the processed data (``<dataset>.processed``) through the
-Kedro catalog and trains with the pipeline's own node, so a trial is exactly a pipeline
-training run with a few parameters changed.
+The sweep trains on one registered dataset (``--dataset``, default ``tcga``) with its parameter
+section (``tybalt.tcga``): the search space, sampler, objective and default storage are its
+``sweep`` parameters (``tybalt.sweep`` in ``conf/base/parameters_<model>.yml``). The command creates (or joins) the study, starts W local
+worker processes that split the N trials between them, and waits. Each worker loads the
+processed data through the Kedro catalog and trains with the pipeline's own node, so a trial
+is exactly a pipeline training run with a few parameters changed.
 
 Storage is an Optuna RDB URL (``sqlite:///…``, ``postgresql://…``) or ``journal:<file>`` (an
 Optuna journal file, for a shared file system), from ``--storage``, else the environment
@@ -63,19 +61,14 @@ class WorkerFailure(RuntimeError):
 class SweepTarget:
     """What a model's sweep trains on and how.
 
-    ``kind`` is the registry kind of the datasets it trains on, ``train`` maps (data, model
-    parameters) to the training history, and ``sections`` are the parameter sections logged
-    with each trial.
+    ``dataset`` is the catalog entry to train on (``{dataset}`` is the registered dataset the
+    sweep runs on, ``--dataset``), ``train`` maps (data, model parameters) to
+    the training history, and ``sections`` are the parameter sections logged with each trial.
     """
 
-    kind: str
+    dataset: str
     train: Callable[[Any, dict[str, Any]], pd.DataFrame]
     sections: tuple[str, ...] = ("model", "training", "validation")
-
-    @staticmethod
-    def catalog_entry(dataset: str) -> str:
-        """The catalog entry a trial trains on: the dataset's processed data."""
-        return f"{dataset}.processed"
 
 
 def _train_tybalt(adata: Any, params: dict[str, Any]) -> pd.DataFrame:
@@ -85,7 +78,7 @@ def _train_tybalt(adata: Any, params: dict[str, Any]) -> pd.DataFrame:
     return history
 
 
-TARGETS = {"tybalt": SweepTarget(kind="bulk", train=_train_tybalt)}
+TARGETS = {"tybalt": SweepTarget(dataset="{dataset}.processed", train=_train_tybalt)}
 
 
 @dataclass(frozen=True)
@@ -311,11 +304,11 @@ def run_worker(args: argparse.Namespace) -> None:
 
     target = TARGETS[args.model]
     with kedro_context(args.project_path, args.env) as context:
-        dataset, params = dataset_parameters(context, args)
+        params = dataset_params(context.params, args)
         settings = _settings(args, params)
-        entry = target.catalog_entry(dataset)
+        entry = target.dataset.format(dataset=args.dataset)
         data, version = load_catalog_entry(context, entry)
-        tags = {"dataset": dataset, f"data_version.input.{entry}": str(version)}
+        tags = {f"data_version.input.{entry}": str(version), "dataset": args.dataset}
         study = optuna.load_study(
             study_name=settings.study_name,
             storage=open_storage(settings.storage),
@@ -327,45 +320,35 @@ def run_worker(args: argparse.Namespace) -> None:
         study.optimize(objective, n_trials=args.n_trials, catch=(NonFiniteLossError,))
 
 
-def dataset_parameters(context: Any, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The dataset to train on (``--dataset``, else the first registered of the model's kind)
-    and its effective parameter section (``tybalt.<dataset>``)."""
-    kind = TARGETS[args.model].kind
-    registered = context.config_loader.registry().of_kind(kind)
-    dataset = args.dataset or (registered[0] if registered else None)
-    if dataset not in registered:
-        raise GenevaeInputError(
-            f"--dataset {dataset!r} is not a registered {kind} dataset (conf/*/datasets.yml "
-            f"lists {registered}); name one of them, or register yours (docs/your_own_data.md)."
-        )
-    return dataset, context.params[args.model][dataset]
-
-
 def load_catalog_entry(context: Any, name: str) -> tuple[Any, str | None]:
-    """Load one catalog entry (or a dataset-factory match) and the version read (``None``
-    when unversioned).
+    """Load one catalog entry and the version read (``None`` when unversioned).
 
-    The catalog is built from the configuration, not ``context.catalog``, which would first
-    import every registered pipeline to validate the whole catalog (seconds per worker);
-    its datasets are created lazily, so only this one is instantiated.
+    Only this entry is built: ``context.catalog`` would first import every registered
+    pipeline to validate the whole catalog, which costs each worker seconds.
     """
-    from kedro.config import MissingConfigException
     from kedro.io import AbstractVersionedDataset, DataCatalog
 
-    try:
-        credentials = context.config_loader["credentials"]
-    except MissingConfigException:  # a project without credentials files
-        credentials = {}
-    catalog = DataCatalog.from_config(context.config_loader["catalog"], credentials=credentials)
-    if name not in catalog:
+    catalog = DataCatalog.from_config(context.config_loader["catalog"])
+    dataset = catalog.get(name)  # resolves the dataset factories ("{dataset}.processed")
+    if dataset is None:
         raise GenevaeInputError(
-            f"The catalog has no entry {name!r}; register its dataset in conf/local/datasets.yml."
+            f"The catalog has no entry {name!r}; register the dataset in conf/*/datasets.yml."
         )
-    dataset = catalog.get(name)
     version = (
         dataset.resolve_load_version() if isinstance(dataset, AbstractVersionedDataset) else None
     )
     return dataset.load(), version
+
+
+def dataset_params(params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The model's effective parameters for the dataset (``tybalt.tcga``: defaults + registry)."""
+    section = params.get(args.model, {})
+    if args.dataset not in section:
+        raise GenevaeInputError(
+            f"No {args.model}.{args.dataset} parameters: {args.dataset!r} is not a registered "
+            f"dataset of {args.model}'s kind (conf/*/datasets.yml)."
+        )
+    return section[args.dataset]
 
 
 def _settings(args: argparse.Namespace, params: dict[str, Any]) -> SweepSettings:
@@ -386,8 +369,7 @@ def run_sweep(args: argparse.Namespace) -> optuna.Study:
     import mlflow
 
     with kedro_context(args.project_path, args.env) as context:
-        args.dataset, params = dataset_parameters(context, args)
-        settings = _settings(args, params)
+        settings = _settings(args, dataset_params(context.params, args))
         study = optuna.create_study(
             study_name=settings.study_name,
             storage=open_storage(settings.storage),
@@ -502,12 +484,12 @@ def _worker_command(
         settings.study_name,
         "--project-path",
         str(args.project_path),
-        "--dataset",
-        args.dataset,
         "--worker-index",
         str(index),
         "--parent-run-id",
         parent_run_id,
+        "--dataset",
+        args.dataset,
     ]
     return command + (["--env", args.env] if args.env else [])
 
@@ -552,10 +534,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"Optuna storage URL or journal:<file> (default: ${STORAGE_ENV}, else the "
         "<model>.sweep.storage parameter)",
     )
-    parser.add_argument(
-        "--dataset", help="registered dataset to train on (default: the first of its kind)"
-    )
     parser.add_argument("--study-name", help="study to create or join (default: params)")
+    parser.add_argument("--dataset", default="tcga", help="registered dataset to train on")
     parser.add_argument("--env", help="Kedro configuration environment (e.g. test)")
     parser.add_argument("--project-path", type=Path, default=Path.cwd(), help="Kedro project")
     # Set by the coordinating process for its workers.

@@ -103,7 +103,7 @@ def test_layers_follow_the_data_flow(viz: Server) -> None:
         graph = viz.get(f"/api/pipelines/{name}")
         nodes = {node["id"]: node for node in graph["nodes"]}
         for node in nodes.values():
-            kind = node["dataset_type"] or ""  # None for a dataset with transcoded views
+            kind = node.get("dataset_type") or ""  # None for a dataset with transcoded views
             if node["type"] == "data" and not kind.endswith(UNLAYERED_TYPES):
                 assert node["layer"] in LAYERS, f"{node['name']} has layer {node['layer']!r}"
         inputs: dict[str, list[str]] = {}

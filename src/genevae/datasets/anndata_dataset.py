@@ -31,12 +31,13 @@ class AnnDataDataset(FsspecVersionedDataset["AnnData", "AnnData"]):
     opens backed, so training and encoding stream its rows from disk instead of loading it. ``save_args`` go to `AnnData.write_h5ad` (e.g. ``compression: gzip``).
     A truncated or corrupt file raises `DatasetInputError` (a `GenevaeInputError`) naming it.
 
-    Example catalog entry (``conf/base/catalog_<pipeline>.yml``):
+    Example catalog entry (``conf/base/catalog_<pipeline>.yml``; a dataset factory, one file
+    per registered dataset):
 
     ```yaml
-    vega.intermediate_pbmc:
+    "{dataset}.intermediate":
       type: genevae.datasets.anndata_dataset.AnnDataDataset
-      filepath: data/02_intermediate/pbmc.h5ad
+      filepath: data/02_intermediate/{dataset}/intermediate.h5ad
       versioned: true
       save_args:
         compression: gzip

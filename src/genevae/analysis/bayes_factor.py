@@ -313,7 +313,7 @@ def latent_sampler(
                 )
                 for start in range(0, len(indices), chunk_size)
             ]
-        return np.concatenate([draw.cpu().numpy() for draw in draws], axis=0)
+        return torch.cat(draws).cpu().numpy()  # one copy to the host
 
     return encode_sample
 
@@ -369,5 +369,5 @@ def _draws_from_posterior(
         noise = torch.randn(
             (len(rows), mean.shape[1]), generator=generator, dtype=mean.dtype, device=mean.device
         )
-        draws.append((mean[rows] + scale[rows] * noise).cpu().numpy())
-    return np.concatenate(draws, axis=0)
+        draws.append(mean[rows] + scale[rows] * noise)
+    return torch.cat(draws).cpu().numpy()  # one copy to the host

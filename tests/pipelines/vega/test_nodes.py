@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import sparse
 
 from genevae.errors import GenevaeInputError
@@ -83,6 +84,31 @@ def test_train_vega_trains_on_views_of_the_loaded_matrix(monkeypatch):
     for split in (train, validation):
         assert np.shares_memory(split.arrays["x"].data, adata.X.data)
         assert np.shares_memory(split.arrays["x"].indices, adata.X.indices)
+
+
+def test_train_vega_on_a_backed_file_streams_and_matches_training_in_memory(tmp_path):
+    """Opened backed, X stays on disk: every batch is read from the file, same weights."""
+    import anndata as ad
+
+    from genevae.pipelines.common import expression_data
+    from genevae.training import encode
+
+    adata, mask = _inputs()
+    adata.X = sparse.csr_matrix(adata.X, dtype=np.float32)
+    adata.write_h5ad(tmp_path / "cells.h5ad")
+    backed = ad.read_h5ad(tmp_path / "cells.h5ad", backed="r")
+    try:
+        streamed, _, _ = nodes.train_vega(backed, mask, _params())
+        on_disk = expression_data(backed)
+        assert isinstance(on_disk.arrays["x"], ad.abc.CSRDataset)
+        latent = encode(streamed.model, on_disk, batch_size=25)
+    finally:
+        backed.file.close()
+    in_memory, _, _ = nodes.train_vega(adata, mask, _params())
+    for key, value in in_memory.model.state_dict().items():
+        assert torch.equal(streamed.model.state_dict()[key], value), key
+    expected = nodes.encode_module_activities(in_memory, adata).obsm["X_vega"]
+    np.testing.assert_array_equal(latent, expected)
 
 
 def _bf_rows(comparison: str, ln_bf: list[float]) -> pd.DataFrame:

@@ -30,6 +30,8 @@ INPUTS = {
     "qc_n_mads": 3.0,
     "cf_max_cells": 50,
     "seed": 0,
+    "fit_on": "training_cells",
+    "train_split": "train",
 }
 
 

@@ -39,6 +39,8 @@ _INPUT_KEYS = (
     "qc_n_mads",
     "cf_max_cells",
     "seed",
+    "fit_on",
+    "train_split",
 )
 
 

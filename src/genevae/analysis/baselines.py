@@ -6,6 +6,10 @@
   (``scanpy.tl.score_genes``: mean of the module's genes minus a matched control set), then a
   test between two groups of cells with Benjamini–Hochberg FDR. This is the obvious baseline
   for VEGA's Bayes-factor differential activity: no model, same modules.
+- :func:`linear_perturbation_model`: the linear model on gene/perturbation embeddings of
+  Ahlmann-Eltze, Huber & Anders (Nat Methods 2025), the perturbation-response baseline deep
+  models do not yet beat. Its no-change and training-mean companions are ATE tables
+  (``analysis.perturbation.control_mean_baseline`` and the pooled training mean there).
 """
 
 from __future__ import annotations
@@ -162,3 +166,71 @@ def differential_module_scores(
         }
     )
     return table.sort_values("pval", kind="stable").reset_index(drop=True)
+
+
+def _gene_embedding(expression: np.ndarray, n_components: int) -> np.ndarray:
+    """Genes × d principal-component scores of a genes × conditions matrix (columns centred).
+
+    As ``irlba::prcomp_irlba`` on the training pseudobulk in the paper's code: genes are the
+    observations, conditions the variables. d is capped at the number of conditions.
+    """
+    centred = expression - expression.mean(axis=0, keepdims=True)
+    left, singular, _ = np.linalg.svd(centred, full_matrices=False)
+    d = min(n_components, singular.size)
+    return left[:, :d] * singular[:d]
+
+
+def linear_perturbation_model(
+    training_pseudobulk: pd.DataFrame,
+    control_label: str,
+    perturbations: Sequence[str],
+    *,
+    n_components: int = 10,
+    ridge: float = 0.1,
+) -> pd.DataFrame:
+    """Predicted ATE (perturbation × gene) of the linear baseline: Y ≈ G·K·Pᵀ + b.
+
+    ``training_pseudobulk`` is the mean expression (labels × genes, controls included) of the
+    training cells. Y is genes × training conditions of change against the control (the
+    control's column is 0), b its row means; G holds the top ``n_components`` principal
+    components of the pseudobulk (genes × d), P the rows of G of each condition's target gene
+    (zero for the control), and K = (GᵀG + λI)⁻¹ Gᵀ (Y − b) Pᵀ (PPᵀ + λI)⁻¹ with λ = ``ridge``.
+    A perturbation p, seen in training or not, is predicted as G·K·P[p]ᵀ + b. Defaults are
+    the paper's (d = 10, λ = 0.1); labels must be measured gene symbols.
+    """
+    if n_components < 1 or ridge < 0:
+        raise GenevaeInputError(f"n_components={n_components} must be >= 1 and ridge={ridge} >= 0.")
+    genes = training_pseudobulk.columns.astype(str)
+    conditions = training_pseudobulk.index.astype(str)
+    targets = [c for c in [*conditions, *map(str, perturbations)] if c != str(control_label)]
+    unmeasured = sorted(set(targets) - set(genes))
+    if unmeasured or str(control_label) not in set(conditions):
+        raise GenevaeInputError(
+            f"the linear baseline embeds a perturbation by its target gene: {unmeasured[:5]} "
+            f"are not measured genes, or control_label {control_label!r} has no training row "
+            f"(rows: {list(conditions)[:5]}...)."
+        )
+    expression = training_pseudobulk.to_numpy(dtype=np.float64).T
+    change = expression - expression[:, [list(conditions).index(str(control_label))]]
+    gene_embedding = _gene_embedding(expression, n_components)
+
+    def embed(labels: Sequence[str]) -> np.ndarray:
+        """d × labels: each label's gene row of G, zero for the control."""
+        columns = np.zeros((gene_embedding.shape[1], len(labels)))
+        for i, label in enumerate(map(str, labels)):
+            if label != str(control_label):
+                columns[:, i] = gene_embedding[genes.get_loc(label)]
+        return columns
+
+    centre = change.mean(axis=1, keepdims=True)
+    p_train = embed(conditions)
+    identity = np.eye(gene_embedding.shape[1])
+    left = np.linalg.solve(gene_embedding.T @ gene_embedding + ridge * identity, gene_embedding.T)
+    inner = left @ (change - centre) @ p_train.T
+    coefficients = np.linalg.solve(p_train @ p_train.T + ridge * identity, inner.T).T
+    predicted = gene_embedding @ coefficients @ embed(perturbations) + centre
+    return pd.DataFrame(
+        predicted.T,
+        index=pd.Index([str(p) for p in perturbations], name="perturbation"),
+        columns=training_pseudobulk.columns,
+    )

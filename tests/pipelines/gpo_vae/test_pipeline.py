@@ -42,12 +42,20 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
             assert any((data / "08_reporting" / f"gpo_vae_{namespace}_{figure}.png").iterdir())
 
     comparison = pd.read_parquet(_latest(data / "08_reporting" / "gpo_vae_comparison.parquet"))
-    baselines = ["training_mean", "pooled_training_mean", "control_mean", "split_half_ceiling"]
+    baselines = [
+        "control_mean",
+        "pooled_training_mean",
+        "training_mean",
+        "linear_model",
+        "split_half_ceiling",
+    ]
     assert list(comparison.index) == list(VARIANTS.values()) + baselines
     for column in (
-        "ate_pearson_top20_test",
-        "ate_r2_all_all",
-        "jaccard_top50_test",
+        "pearson_delta_vs_control_top20de_pooled_testcells",
+        "r2_delta_vs_control_allgenes_pooled_allcells",
+        "jaccard_top50de_testcells",
+        "pearson_delta_vs_perturbed_centroid_top20de_testcells",
+        "centroid_accuracy_testcells",
         "test_iwelbo",
         "grn_true_positives_top10",
         "reference_auprc",
@@ -61,6 +69,6 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
     assert [m.step for m in history] == [0, 1]
     assert client.get_metric_history(run_id, "gpo_vae.no_grn.val_loss")
     metrics = client.get_run(run_id).data.metrics
-    assert "gpo_vae.comparison.gpo_vae.ate_pearson_top20_test" in metrics
+    assert "gpo_vae.comparison.gpo_vae.centroid_accuracy_testcells" in metrics
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"gpo_vae.full.model", "gpo_vae_comparison"} <= artifacts

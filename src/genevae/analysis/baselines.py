@@ -180,6 +180,28 @@ def _gene_embedding(expression: np.ndarray, n_components: int) -> np.ndarray:
     return left[:, :d] * singular[:d]
 
 
+def _ridge_bilinear(
+    change: np.ndarray, genes: np.ndarray, perturbations: np.ndarray, ridge: float
+) -> np.ndarray:
+    """K = (GᵀG + λI)⁻¹ Gᵀ Y Pᵀ (PPᵀ + λI)⁻¹, the closed-form ridge fit of Y ≈ G·K·P."""
+    identity = np.eye(genes.shape[1])
+    inner = np.linalg.solve(genes.T @ genes + ridge * identity, genes.T) @ change @ perturbations.T
+    return np.linalg.solve(perturbations @ perturbations.T + ridge * identity, inner.T).T
+
+
+def _check_linear_inputs(
+    genes: pd.Index, conditions: pd.Index, control_label: str, perturbations: Sequence[str]
+) -> None:
+    targets = {*conditions, *map(str, perturbations)} - {control_label}
+    unmeasured = sorted(targets - set(genes))
+    if unmeasured or control_label not in set(conditions):
+        raise GenevaeInputError(
+            f"the linear baseline embeds a perturbation by its target gene: {unmeasured[:5]} "
+            f"are not measured genes, or control_label {control_label!r} has no training row "
+            f"(rows: {list(conditions)[:5]}...)."
+        )
+
+
 def linear_perturbation_model(
     training_pseudobulk: pd.DataFrame,
     control_label: str,
@@ -200,34 +222,24 @@ def linear_perturbation_model(
     """
     if n_components < 1 or ridge < 0:
         raise GenevaeInputError(f"n_components={n_components} must be >= 1 and ridge={ridge} >= 0.")
+    control_label = str(control_label)
     genes = training_pseudobulk.columns.astype(str)
     conditions = training_pseudobulk.index.astype(str)
-    targets = [c for c in [*conditions, *map(str, perturbations)] if c != str(control_label)]
-    unmeasured = sorted(set(targets) - set(genes))
-    if unmeasured or str(control_label) not in set(conditions):
-        raise GenevaeInputError(
-            f"the linear baseline embeds a perturbation by its target gene: {unmeasured[:5]} "
-            f"are not measured genes, or control_label {control_label!r} has no training row "
-            f"(rows: {list(conditions)[:5]}...)."
-        )
+    _check_linear_inputs(genes, conditions, control_label, perturbations)
     expression = training_pseudobulk.to_numpy(dtype=np.float64).T
-    change = expression - expression[:, [list(conditions).index(str(control_label))]]
+    change = expression - expression[:, [conditions.get_loc(control_label)]]
     gene_embedding = _gene_embedding(expression, n_components)
 
     def embed(labels: Sequence[str]) -> np.ndarray:
         """d × labels: each label's gene row of G, zero for the control."""
         columns = np.zeros((gene_embedding.shape[1], len(labels)))
         for i, label in enumerate(map(str, labels)):
-            if label != str(control_label):
+            if label != control_label:
                 columns[:, i] = gene_embedding[genes.get_loc(label)]
         return columns
 
     centre = change.mean(axis=1, keepdims=True)
-    p_train = embed(conditions)
-    identity = np.eye(gene_embedding.shape[1])
-    left = np.linalg.solve(gene_embedding.T @ gene_embedding + ridge * identity, gene_embedding.T)
-    inner = left @ (change - centre) @ p_train.T
-    coefficients = np.linalg.solve(p_train @ p_train.T + ridge * identity, inner.T).T
+    coefficients = _ridge_bilinear(change - centre, gene_embedding, embed(conditions), ridge)
     predicted = gene_embedding @ coefficients @ embed(perturbations) + centre
     return pd.DataFrame(
         predicted.T,

@@ -59,7 +59,9 @@ def comparison(seed: int) -> pd.DataFrame:
         outputs[f"{row}__iwelbo"] = nodes.iwelbo_on_test_cells(bundle, model_input, evaluation)
         outputs[f"{row}__edges"] = nodes.grn_edges(bundle)
     reference = screen.edges.rename(columns={"regulator": "source"})
-    table, _ = nodes.compare_predictors(model_input, reference, evaluation, **outputs)
+    table, _ = nodes.compare_predictors(
+        model_input, evaluation, reference_edges=reference, **outputs
+    )
     return table
 
 

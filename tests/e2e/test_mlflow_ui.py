@@ -52,7 +52,7 @@ def test_training_run_with_epoch_metrics_and_figures(
     max_epochs = _test_setting(
         vega_project, "parameters_vega.yml", "vega", "training", "max_epochs"
     )
-    run = _latest_run(mlflow_ui, experiment, "vega")
+    run = _latest_run(mlflow_ui, experiment, "vega.kang")  # the pipeline × dataset run
     run_id, experiment_id = run["info"]["run_id"], run["info"]["experiment_id"]
     assert run["info"]["status"] == "FINISHED"
 
@@ -60,7 +60,7 @@ def test_training_run_with_epoch_metrics_and_figures(
     history = mlflow_ui.get(f"/api/2.0/mlflow/metrics/get-history?{query}")["metrics"]
     assert [point["step"] for point in history] == list(range(max_epochs))
 
-    query = urllib.parse.urlencode({"run_id": run_id, "path": "vega_training_curves"})
+    query = urllib.parse.urlencode({"run_id": run_id, "path": "vega.kang.training_curves"})
     files = mlflow_ui.get(f"/api/2.0/mlflow/artifacts/list?{query}")["files"]
     figure = next(f["path"] for f in files if f["path"].endswith(".png"))
     query = urllib.parse.urlencode({"path": figure, "run_uuid": run_id})

@@ -5,6 +5,7 @@ import warnings
 
 from genevae.config import GenevaeConfigLoader
 from genevae.hooks import DataLineageHook, DatasetRunCloser, DatasetRunHook, DatasetRuns
+from genevae.validation_hook import ConfigValidationHook
 
 # System metrics (CPU/GPU utilisation and memory) are logged with every MLflow run that
 # kedro-mlflow starts; users can turn this off by setting the variable to "false".
@@ -26,6 +27,7 @@ warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\
 
 _DATASET_RUNS = DatasetRuns()  # one MLflow run per pipeline × dataset (genevae.hooks)
 HOOKS = (
+    ConfigValidationHook(),  # checks the configuration before any node runs (tryfirst)
     DataLineageHook(_DATASET_RUNS),
     DatasetRunHook(_DATASET_RUNS),
     DatasetRunCloser(_DATASET_RUNS),

@@ -55,8 +55,12 @@ def bayes_factor_from_latents(
         mode: ``"vanilla"`` (H1: z1 > z2) or ``"change"`` (H1: |z1 − z2| > delta).
         delta: effect-size threshold of the ``"change"`` mode.
 
+    Ties (z1 = z2, which never happen with continuous posterior draws but do with discrete
+    scores such as a module's mean expression over many zero counts) count half to each
+    hypothesis, so a tie is no evidence either way.
+
     Returns:
-        ``p_h1`` = P(z1 > z2), ``p_h2`` = 1 − p_h1, ``mean_diff`` = mean of z1 − z2 over pairs
+        ``p_h1`` = P(z1 > z2) + ½ P(z1 = z2), ``p_h2`` = 1 − p_h1, ``mean_diff`` = mean of z1 − z2 over pairs
         (signed), ``ln_bf`` and, in ``"change"`` mode, ``p_da`` = P(|z1 − z2| > delta) with
         ``ln_bf`` = ln p_da − ln(1 − p_da).
     """
@@ -71,7 +75,7 @@ def bayes_factor_from_latents(
     first = rng.integers(0, len(z1), size=n_pairs)
     second = rng.integers(0, len(z2), size=n_pairs)
     difference = z1[first] - z2[second]
-    p_h1 = (difference > 0).mean(axis=0)
+    p_h1 = (difference > 0).mean(axis=0) + 0.5 * (difference == 0).mean(axis=0)
     result = {"p_h1": p_h1, "p_h2": 1.0 - p_h1, "mean_diff": difference.mean(axis=0)}
     if mode == "vanilla":
         result["ln_bf"] = np.log(p_h1 + _LOG_EPS) - np.log(1.0 - p_h1 + _LOG_EPS)
@@ -157,12 +161,14 @@ def differential_activity(
         fdr_target: posterior expected FDR of the ``"change"`` mode calls.
         seed: seeds the cell and pair draws.
         module_names, n_genes_per_module: labels and gene counts (mask column sums) per module.
-        ln_bf_threshold, mean_diff_threshold: ``is_significant`` needs |ln BF| and |mean diff|
-            above these (paper volcano: 3 and 3).
+        ln_bf_threshold, mean_diff_threshold: in ``"vanilla"`` mode ``is_significant`` needs
+            |ln BF| and |mean diff| above these (paper volcano: 3 and 3). In ``"change"`` mode
+            it is the FDR-controlled call ``is_da_fdr``: δ already sets the effect size.
 
     Returns:
         One row per module: module, p_h1, p_h2, ln_bf, mean_diff, n_genes, is_significant
-        (plus p_da and is_da_fdr in ``"change"`` mode), sorted by |ln BF| descending.
+        (plus p_da and is_da_fdr in ``"change"`` mode), sorted by |ln BF| descending
+        (``"change"`` mode: by p_da descending, as the FDR calls rank them).
     """
     _check_sampling(mode, n_samples, n_pairs)
     label_array = np.asarray(labels).astype(str)
@@ -214,13 +220,18 @@ def _result_table(
             ),
         }
     )
-    table["is_significant"] = (table["ln_bf"].abs() > ln_bf_threshold) & (
-        table["mean_diff"].abs() > mean_diff_threshold
-    )
     if "p_da" in stats:
+        calls = fdr_controlled_calls(stats["p_da"], fdr_target)
+        table["is_significant"] = calls
         table["p_da"] = stats["p_da"]
-        table["is_da_fdr"] = fdr_controlled_calls(stats["p_da"], fdr_target)
-    order = np.argsort(-table["ln_bf"].abs().to_numpy(), kind="stable")
+        table["is_da_fdr"] = calls
+        ranking = stats["p_da"]
+    else:
+        table["is_significant"] = (table["ln_bf"].abs() > ln_bf_threshold) & (
+            table["mean_diff"].abs() > mean_diff_threshold
+        )
+        ranking = table["ln_bf"].abs().to_numpy()
+    order = np.argsort(-ranking, kind="stable")
     return table.iloc[order].reset_index(drop=True)
 
 
@@ -302,7 +313,7 @@ def latent_sampler(
                 )
                 for start in range(0, len(indices), chunk_size)
             ]
-        return np.concatenate([draw.cpu().numpy() for draw in draws], axis=0)
+        return torch.cat(draws).cpu().numpy()  # one copy to the host
 
     return encode_sample
 
@@ -358,5 +369,5 @@ def _draws_from_posterior(
         noise = torch.randn(
             (len(rows), mean.shape[1]), generator=generator, dtype=mean.dtype, device=mean.device
         )
-        draws.append((mean[rows] + scale[rows] * noise).cpu().numpy())
-    return np.concatenate(draws, axis=0)
+        draws.append(mean[rows] + scale[rows] * noise)
+    return torch.cat(draws).cpu().numpy()  # one copy to the host

@@ -148,8 +148,13 @@ def fit_model(
     validation_fraction: float,
     gene_names: Sequence[str],
     metadata: dict[str, Any] | None = None,
+    log_to_mlflow: bool = True,
 ) -> tuple[ModelBundle, pd.DataFrame]:
-    """Train on a seeded random split (seed from the training parameters)."""
+    """Train on a seeded random split (seed from the training parameters).
+
+    ``log_to_mlflow=False`` keeps a side training (a control model) out of the run's
+    metrics and tags.
+    """
     from genevae.training import TrainingSettings
 
     seed = TrainingSettings.from_params(training_params).seed
@@ -162,6 +167,7 @@ def fit_model(
         validation_index=validation_index,
         gene_names=gene_names,
         metadata=metadata,
+        log_to_mlflow=log_to_mlflow,
     )
 
 
@@ -202,6 +208,7 @@ def fit_model_on_split(
     validation_index: np.ndarray,
     gene_names: Sequence[str],
     metadata: dict[str, Any] | None = None,
+    log_to_mlflow: bool = True,
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """Train on explicit train/validation rows, tag the MLflow run, return bundle + history."""
     from genevae.training import TrainingSettings, train_model
@@ -210,15 +217,20 @@ def fit_model_on_split(
         raise GenevaeInputError("The training split is empty; assign some rows to training.")
     settings = TrainingSettings.from_params(training_params)
     val_data = data.subset(validation_index) if len(validation_index) else None
-    result = train_model(model, data.subset(train_index), val_data, settings)
+    result = train_model(
+        model, data.subset(train_index), val_data, settings, log_to_mlflow=log_to_mlflow
+    )
     run_info = {
         "device": result.device,
         "device_name": result.device_name,
         "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "weights_epoch": result.weights_epoch,
         "n_train": len(train_index),
         "n_validation": len(validation_index),
     }
-    _tag_mlflow_run(run_info)
+    if log_to_mlflow:
+        _tag_mlflow_run(run_info)
     bundle = ModelBundle(
         model=result.model,
         gene_names=list(gene_names),
@@ -235,15 +247,26 @@ def _tag_mlflow_run(tags: dict[str, Any]) -> None:
 
 
 def final_metrics(history: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Last-epoch value of every term as ``{"final_<split>_<term>": {"value", "step"}}``.
+    """Last-epoch and best-epoch values of every term, and the best epoch itself.
 
-    The format is the one kedro-mlflow's ``MlflowMetricsHistoryDataset`` logs.
+    Keys are ``final_<split>_<term>``, ``best_<split>_<term>`` and ``best_epoch`` (the epoch
+    the history's ``best`` column marks: the weights kept with ``restore_best_weights``), each
+    ``{"value", "step"}``, the format kedro-mlflow's ``MlflowMetricsHistoryDataset`` logs.
     """
     if history.empty:
         return {}
     last_epoch = int(history["epoch"].max())
-    last = history[history["epoch"] == last_epoch]
+    metrics = _epoch_values(history, last_epoch, "final")
+    if "best" in history.columns and history["best"].any():
+        best_epoch = int(history.loc[history["best"], "epoch"].iloc[0])
+        metrics |= _epoch_values(history, best_epoch, "best")
+        metrics["best_epoch"] = {"value": float(best_epoch), "step": best_epoch}
+    return metrics
+
+
+def _epoch_values(history: pd.DataFrame, epoch: int, prefix: str) -> dict[str, dict[str, float]]:
+    rows = history[history["epoch"] == epoch]
     return {
-        f"final_{row.split}_{row.term}": {"value": float(row.value), "step": last_epoch}
-        for row in last.itertuples()
+        f"{prefix}_{row.split}_{row.term}": {"value": float(row.value), "step": epoch}
+        for row in rows.itertuples()
     }

@@ -68,6 +68,30 @@ def _label_points(ax, table: pd.DataFrame, x: str, y: str, n_labels: int, by: st
         label.set_in_layout(False)
 
 
+def _volcano_groups(
+    bf_table: pd.DataFrame, significant: pd.Series
+) -> list[tuple[pd.Series, str, str, bool, str]]:
+    """(rows, colour, marker, filled, label) per point group of the volcano.
+
+    With the evidence columns (``control_pass``, ``calls_agree``) significant modules are
+    split: filled = passes the random-mask control, hollow = does not; circle = the module
+    score (and GSEA, where it ran) make the same call, triangle = they do not.
+    """
+    if not {"control_pass", "calls_agree"} <= set(bf_table.columns):
+        return [
+            (~significant, _OTHER, "o", True, "not significant"),
+            (significant, _SIGNIFICANT, "o", True, "significant"),
+        ]
+    passes = bf_table["control_pass"].astype(bool)
+    agrees = bf_table["calls_agree"].astype(bool)
+    groups = [(~significant, _OTHER, "o", True, "not significant")]
+    for passed, control in ((True, "passes control"), (False, "fails control")):
+        for agreed, marker, agreement in ((True, "o", "methods agree"), (False, "^", "disagree")):
+            rows = significant & (passes == passed) & (agrees == agreed)
+            groups.append((rows, _SIGNIFICANT, marker, passed, f"{control}, {agreement}"))
+    return [group for group in groups if group[0].any() or group[4] == "not significant"]
+
+
 def volcano(
     bf_table: pd.DataFrame,
     ln_bf_threshold: float = 3.0,
@@ -79,7 +103,8 @@ def volcano(
     """ln Bayes factor against mean activity difference, one point per module (VEGA Fig. 1).
 
     Points beyond both thresholds (|ln BF| and |mean diff|) are highlighted; the ``n_labels``
-    modules with the largest |ln BF| are named.
+    modules with the largest |ln BF| are named. An evidence table (``control_pass``,
+    ``calls_agree`` columns) also encodes the control and the agreement in the markers.
     """
     _require_columns(bf_table, ["module", "ln_bf", "mean_diff"], "bf_table")
     significant = (bf_table["ln_bf"].abs() > ln_bf_threshold) & (
@@ -87,16 +112,15 @@ def volcano(
     )
     figure = Figure(figsize=(6, 5))
     ax = figure.subplots()
-    for selected, colour, label in (
-        (~significant, _OTHER, "not significant"),
-        (significant, _SIGNIFICANT, "significant"),
-    ):
+    for selected, colour, marker, filled, label in _volcano_groups(bf_table, significant):
         part = bf_table[selected]
         ax.scatter(
             part["mean_diff"],
             part["ln_bf"],
-            s=12,
-            c=colour,
+            s=12 if marker == "o" else 18,
+            marker=marker,
+            c=colour if filled else "none",
+            edgecolors=colour,
             alpha=0.8,
             label=f"{label} ({len(part)})",
         )

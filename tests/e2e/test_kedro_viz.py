@@ -146,10 +146,10 @@ def test_dataset_previews_open(viz: Server, chromium: str, artifacts_dir: Path) 
 
 
 def test_catalog_entries_have_a_layer_and_a_working_preview() -> None:
-    """Static: every stored dataset sits on a data layer; figure folders switch preview off.
+    """Static: every stored dataset sits on a data layer; figures (also folders) preview.
 
     A MatplotlibDataset saving a dict of figures writes a folder, which kedro-viz cannot
-    preview (it would log an IsADirectoryError for every click).
+    preview; genevae's FigureDataset previews it as a contact sheet.
     """
     for path in sorted((PROJECT_ROOT / "conf" / "base").glob("catalog*.yml")):
         for name, entry in (yaml.safe_load(path.read_text()) or {}).items():
@@ -160,5 +160,6 @@ def test_catalog_entries_have_a_layer_and_a_working_preview() -> None:
             figure_folder = (
                 entry["type"].endswith("MatplotlibDataset") and not Path(entry["filepath"]).suffix
             )
-            if figure_folder:
-                assert viz_meta.get("preview") is False, f"{path.name}: {name} needs preview: false"
+            assert not figure_folder, f"{path.name}: {name} is a figure folder; use FigureDataset"
+            if entry["type"].endswith(("FigureDataset", "HTMLReportDataset")):
+                assert viz_meta.get("preview", True), f"{path.name}: {name} turns its preview off"

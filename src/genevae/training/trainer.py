@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 
 from genevae.datasets.fetch import resolve_data_path
 from genevae.errors import GenevaeInputError
@@ -207,8 +207,19 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+class EpochProgressBar(RichProgressBar):
+    """Lightning's bar counts epochs from 0 ("Epoch 19/19" after 20 epochs); genevae's log
+    line ("Trained vega for 20 epochs") counts from 1, and so does this bar ("Epoch 20/20")."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            description += f"/{self.trainer.max_epochs}"
+        return f"{description:{len(self.validation_description)}}"
+
+
 def _callbacks(settings: TrainingSettings, has_validation: bool) -> list[Callback]:
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [EpochProgressBar()] if settings.progress_bar else []
     if settings.early_stopping_patience is not None:
         monitor = settings.early_stopping_monitor
         if not has_validation:

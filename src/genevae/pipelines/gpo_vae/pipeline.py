@@ -110,6 +110,20 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="compare_predictors",
         namespace="gpo_vae",
     )
+    report = Node(
+        nodes.grn_report,
+        inputs=[
+            "gpo_vae_comparison",
+            "gpo_vae.full.top_edges",
+            "gpo_vae.full.grn_heatmap",
+            "gpo_vae.full.top_edges_plot",
+            "gpo_vae.full.training_curves",
+            "params:gpo_vae.evaluation",
+        ],
+        outputs=["gpo_vae_report", "gpo_vae_headline"],
+        name="report",
+        namespace="gpo_vae",
+    )
     return Pipeline(
-        [build, *(_variant(namespace) for namespace in VARIANTS), compare], tags="gpo_vae"
+        [build, *(_variant(namespace) for namespace in VARIANTS), compare, report], tags="gpo_vae"
     )

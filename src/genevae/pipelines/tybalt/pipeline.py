@@ -87,6 +87,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="tybalt_interpolation",
                 name="decode_tybalt_interpolation",
             ),
+            Node(
+                nodes.latent_report,
+                inputs=[
+                    "tybalt_node_activity",
+                    "tybalt_high_weight_genes",
+                    "tybalt_latent_maps",
+                    "tybalt_activation_distributions",
+                    "tybalt_training_curves",
+                    "params:tybalt.analysis",
+                ],
+                outputs=["tybalt_report", "tybalt_headline"],
+                name="write_tybalt_report",
+            ),
         ],
         tags="tybalt",
     )

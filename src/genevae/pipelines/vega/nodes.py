@@ -296,3 +296,30 @@ def gsea_comparison(
     bf = bf_table[bf_table["comparison"] == _comparison_name(contrast)]
     table = compare_gsea_with_bayes_factors(gsea, bf)
     return table, gsea_vs_bayes_factor(table)
+
+
+def bayes_factor_report(
+    bf_table: pd.DataFrame,
+    top_genes: pd.DataFrame,
+    gsea_table: pd.DataFrame,
+    volcano: dict[str, bytes],
+    gsea_scatter: bytes,
+    latent_maps: dict[str, bytes],
+    activity: dict[str, bytes],
+    training: bytes,
+    params: dict[str, Any],
+) -> tuple[str, list[str]]:
+    """The Bayes-factor report (HTML) and its headline lines, from this pipeline's outputs."""
+    from genevae.analysis.bayes_factor import LN_BF_CAP
+    from genevae.reporting.model_reports import vega_report
+
+    figures = {
+        "volcano": volcano,
+        "gsea": gsea_scatter,
+        "umap": latent_maps,
+        "activity": activity,
+        "training": training,
+    }
+    return vega_report(
+        bf_table, top_genes, gsea_table, figures, ln_bf_cap=LN_BF_CAP, parameters=params
+    )

@@ -89,6 +89,22 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="vega_training_curves",
                 name="training_curves",
             ),
+            Node(
+                nodes.bayes_factor_report,
+                inputs=[
+                    "vega_differential_activity",
+                    "vega_top_module_genes",
+                    "vega_gsea_comparison",
+                    "vega_volcano_plots",
+                    "vega_gsea_scatter",
+                    "vega_latent_maps",
+                    "vega_activity_plots",
+                    "vega_training_curves",
+                    "params:vega.analysis",
+                ],
+                outputs=["vega_report", "vega_headline"],
+                name="report",
+            ),
         ],
         tags="vega",
     )

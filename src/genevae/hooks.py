@@ -137,9 +137,10 @@ def _flat(params: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _runner_name(runner: str) -> str:
-    """``<kedro.runner.parallel_runner.ParallelRunner object at 0x…>`` → ``ParallelRunner``."""
+    """``<kedro.runner.parallel_runner.ParallelRunner object at 0x…>`` → ``ParallelRunner``;
+    no runner (``"None"``) is Kedro's default, the SequentialRunner."""
     match = re.search(r"(\w+Runner)", runner)
-    return match.group(1) if match else runner
+    return match.group(1) if match else "SequentialRunner"
 
 
 def data_sets(inputs: set[str]) -> list[str]:
@@ -187,7 +188,7 @@ class RunContextHook:
         run = mlflow.active_run()
         self._run = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
         tags = {
-            "runner": _runner_name(str(run_params.get("runner") or "SequentialRunner")),
+            "runner": _runner_name(str(run_params.get("runner"))),
             "kedro_command": kedro_command(run_params),
         }
         if found := data_sets(set(pipeline.inputs())):

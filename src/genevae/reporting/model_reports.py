@@ -18,7 +18,7 @@ import pandas as pd
 from genevae.analysis.metrics import spearman
 from genevae.reporting.html import render_report
 from genevae.reporting.sections import FigureBlock, ReportSection, TableBlock
-from genevae.reporting.summary import top_modules_headline
+from genevae.reporting.summary import rank_modules, top_modules_headline
 
 Figures = bytes | Mapping[str, bytes]
 
@@ -83,7 +83,7 @@ def _modules_section(
     blocks: list[Any] = []
     summary = []
     for comparison, table in bf_table.groupby("comparison", sort=False):
-        top = table.reindex(table["ln_bf"].abs().sort_values(ascending=False).index)
+        top = rank_modules(table)
         n_saturated = int((table["ln_bf"].abs() >= ln_bf_cap - 1e-6).sum())
         summary.append(
             f"{comparison}: {int(table['is_significant'].sum())} of {len(table)} modules "
@@ -95,9 +95,7 @@ def _modules_section(
         ]
         blocks.append(TableBlock(f"Top {n_top} modules, {comparison}", top[columns].head(n_top)))
     blocks += figure_blocks(figures.get("volcano", {}), "Volcano", "ln BF against mean difference.")
-    modules = list(
-        bf_table.reindex(bf_table["ln_bf"].abs().sort_values(ascending=False).index)["module"]
-    )
+    modules = list(rank_modules(bf_table)["module"])
     genes = top_genes[top_genes["module"].isin(modules[:5])]
     blocks.append(TableBlock("Highest-weight genes of the top modules", genes, collapsed=True))
     return ReportSection("modules", "Differential modules", "\n\n".join(summary), blocks=blocks)

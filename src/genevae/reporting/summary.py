@@ -45,7 +45,7 @@ def top_modules_headline(bf_table: pd.DataFrame, n: int = 4, cap: float | None =
     """
     comparisons = list(dict.fromkeys(bf_table["comparison"]))
     table = bf_table[bf_table["comparison"] == comparisons[0]]
-    top = table.reindex(table["ln_bf"].abs().sort_values(ascending=False).index).head(n)
+    top = rank_modules(table).head(n)
     width = max(len(_short_module(name)) for name in top["module"])
     lines = [f"Top modules by |ln BF|, {comparisons[0]}:"]
     for row in top.itertuples():
@@ -57,6 +57,13 @@ def top_modules_headline(bf_table: pd.DataFrame, n: int = 4, cap: float | None =
     if len(comparisons) > 1:
         lines.append(f"({len(comparisons) - 1} more comparison(s) in the report)")
     return lines
+
+
+def rank_modules(table: pd.DataFrame) -> pd.DataFrame:
+    """Modules by |ln BF|, high first; ties (saturated ones) by |mean difference|."""
+    keys = ["ln_bf", "mean_diff"] if "mean_diff" in table.columns else ["ln_bf"]
+    order = table[keys].abs().sort_values(keys, ascending=False, kind="stable").index
+    return table.loc[order]
 
 
 def _short_module(name: str) -> str:

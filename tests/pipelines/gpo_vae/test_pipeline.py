@@ -63,4 +63,5 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
     metrics = client.get_run(run_id).data.metrics
     assert "gpo_vae.comparison.gpo_vae.ate_pearson_top20_test" in metrics
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"gpo_vae.full.model", "gpo_vae_comparison"} <= artifacts
+    assert {"gpo_vae_comparison", "gpo_vae_report"} <= artifacts
+    assert "gpo_vae.full.model" not in artifacts  # stored once, in data/06_models

@@ -93,8 +93,9 @@ def test_figures_and_mlflow_run(tybalt_run):
     assert "tybalt_final_metrics.final_val_loss" in run.data.metrics
     assert run.data.tags["genevae.n_validation"] == "1"  # the data's own split
     artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert "tybalt_model" not in artifacts  # stored once, in data/06_models
     assert {
-        "tybalt_model",
+        "tybalt_report",
         "tybalt_latent_maps",
         "tybalt_activation_distributions",
         "tybalt_training_curves",

@@ -30,4 +30,11 @@ def test_vega_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipe
     history = mlflow.MlflowClient().get_metric_history(run_id, "train_loss")
     assert len(history) == 3
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
-    assert {"vega_model", "vega_training_curves"} <= artifacts
+    assert {"vega_training_curves", "vega_report"} <= artifacts
+    # the model is stored once, in data/06_models; the run says where
+    assert "vega_model" not in artifacts
+    tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    assert "06_models" in tags["data_path.output.vega_model"]
+    assert tags["genevae.dataset"] == "kang"
+    assert tags["runner"] == "SequentialRunner"
+    assert tags["kedro_command"] == "kedro run --pipelines vega --env test"

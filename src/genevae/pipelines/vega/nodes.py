@@ -221,7 +221,8 @@ def top_genes_table(weights: pd.DataFrame, params: dict[str, Any]) -> pd.DataFra
 
 
 def volcano_figures(bf_table: pd.DataFrame, params: dict[str, Any]) -> dict[str, Figure]:
-    """One ln BF vs mean-difference volcano per comparison."""
+    """One ln BF vs mean-difference volcano per comparison (saturated modules marked)."""
+    from genevae.analysis.bayes_factor import LN_BF_CAP
     from genevae.plotting.modules import volcano
 
     thresholds = params["bayes_factor"]
@@ -231,6 +232,7 @@ def volcano_figures(bf_table: pd.DataFrame, params: dict[str, Any]) -> dict[str,
             thresholds["ln_bf_threshold"],
             thresholds["mean_diff_threshold"],
             title=f"VEGA differential activity, {name}",
+            ln_bf_cap=LN_BF_CAP,
         )
         for name, table in bf_table.groupby("comparison", sort=False)
     }

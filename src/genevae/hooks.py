@@ -122,9 +122,8 @@ def kedro_command(run_params: dict[str, Any]) -> str:
     add("--namespaces", run_params.get("namespaces"))
     versions = run_params.get("load_versions") or {}
     add("--load-versions", [f"{name}:{version}" for name, version in versions.items()])
-    runner = str(run_params.get("runner") or "")
-    if runner and "SequentialRunner" not in runner:
-        add("--runner", _runner_name(runner))
+    runner = _runner_name(str(run_params.get("runner")))
+    add("--runner", runner if runner != "SequentialRunner" else None)
     return shlex.join(["kedro", "run", *options])
 
 

@@ -18,15 +18,17 @@ from tests.conftest import PROJECT_ROOT
 from tests.e2e.browser import Server, browse, text_of
 from tests.e2e.fixtures import all_pipelines
 
+# Numbered like the data folders: kedro-viz orders layers that the data flow leaves unordered
+# (e.g. the free inputs of a single pipeline) alphabetically.
 LAYERS = (
-    "raw",
-    "intermediate",
-    "primary",
-    "feature",
-    "model_input",
-    "models",
-    "model_output",
-    "reporting",
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
 )
 # Types that hold no file of their own (metrics go to MLflow, memory stays in memory).
 UNLAYERED_TYPES = ("MemoryDataset", "MlflowMetricsHistoryDataset", "MlflowMetricDataset")
@@ -94,6 +96,50 @@ def test_layers_follow_the_data_flow(viz: Server) -> None:
                         f"{before['name']} ({before['layer']}) → {nodes[task_id]['name']} → "
                         f"{after['name']} ({after['layer']})"
                     )
+
+
+@pytest.mark.browser
+def test_layer_bands_run_from_raw_to_reporting_in_every_view(
+    viz: Server, chromium: str, artifacts_dir: Path
+) -> None:
+    for name in all_pipelines():
+        layers = viz.get(f"/api/pipelines/{name}")["layers"]
+        assert layers == sorted(layers, key=LAYERS.index), f"{name}: {layers}"
+    assert viz.get("/api/pipelines/vega")["layers"][:2] == ["01_raw", "03_primary"]
+    browse(
+        chromium,
+        f"{viz.url}/?pid=vega",
+        screenshot=artifacts_dir / "kedro_viz_vega_layers.png",
+        profile=viz.profile,
+    )
+
+
+@pytest.mark.browser
+def test_no_tour_pop_up_covers_the_graph(viz: Server, chromium: str, artifacts_dir: Path) -> None:
+    """With the hints switched off (once, in kedro-viz's settings) the graph is unobstructed;
+    a fresh browser shows the tour, which is what the check looks for."""
+    fresh = browse(chromium, f"{viz.url}/?pid=vega")
+    assert "Workflow run status" in fresh or "feature-hints" in fresh
+    dom = browse(
+        chromium,
+        f"{viz.url}/?pid=vega",
+        screenshot=artifacts_dir / "kedro_viz_no_pop_up.png",
+        profile=viz.profile,
+    )
+    assert "pipeline-node__text" in dom  # the graph is drawn
+    assert "Workflow run status" not in dom and 'class="feature-hints' not in dom
+
+
+@pytest.mark.browser
+def test_figure_folders_preview_as_a_contact_sheet(viz: Server) -> None:
+    ids = _ids_by_name(viz.get("/api/pipelines/vega"))
+    for name in ("vega_volcano_plots", "vega_latent_maps"):
+        node = viz.get(f"/api/nodes/{ids[name]}")
+        assert node["preview_type"] == "ImagePreview", name
+        assert base64.b64decode(node["preview"]).startswith(b"\x89PNG"), name
+    report = viz.get(f"/api/nodes/{ids['vega_report']}")
+    assert report["preview_type"] == "HTMLPreview"
+    assert "Top modules by |ln BF|" in report["preview"]
 
 
 @pytest.mark.browser

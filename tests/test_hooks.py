@@ -1,8 +1,8 @@
-"""Run tags a reader can use: the full command, the data set and the runner's name."""
+"""Run tags a reader can use: the full command and the runner's name."""
 
 from __future__ import annotations
 
-from genevae.hooks import _runner_name, data_sets, kedro_command
+from genevae.hooks import _runner_name, kedro_command
 
 
 def test_kedro_command_keeps_env_params_and_selection():
@@ -33,12 +33,3 @@ def test_runner_tag_is_a_class_name_not_an_object_address():
         "SequentialRunner"
     )
     assert _runner_name("None") == "SequentialRunner"
-
-
-def test_data_sets_come_from_processed_inputs_else_raw():
-    assert data_sets({"kang_processed", "kang_gene_module_mask_reactome", "params:vega"}) == [
-        "kang"
-    ]
-    assert data_sets({"kang_raw", "adamson_raw", "hallmark_gene_sets"}) == ["adamson", "kang"]
-    assert data_sets({"vega.kang.processed"}) == ["vega.kang"]
-    assert data_sets({"hallmark_gene_sets"}) == []

@@ -35,6 +35,13 @@ def _active_run() -> bool:
     return mlflow.active_run() is not None
 
 
+def _active_run_id() -> str | None:
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.run_id if run is not None else None
+
+
 class DataLineageHook:
     """Tags the MLflow run with dataset versions; logs report files and figures as artifacts.
 
@@ -43,8 +50,9 @@ class DataLineageHook:
     instead of a second copy: a demo run stays under 10 MB.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, runs: DatasetRuns | None = None) -> None:
         self._catalog: Any = None
+        self._runs = runs
 
     @hook_impl
     def after_catalog_created(self, catalog: Any) -> None:
@@ -62,8 +70,13 @@ class DataLineageHook:
         import mlflow
 
         version = dataset.resolve_load_version()
-        if version:
-            mlflow.set_tag(f"data_version.input.{dataset_name}", version)
+        if not version:
+            return
+        tag = f"data_version.input.{_untranscoded(dataset_name)}"
+        if self._runs is None:
+            mlflow.set_tag(tag, version)
+        else:  # inputs load before the node starts: tag the run it will log into
+            self._runs.pending_tags[tag] = version
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:
@@ -73,6 +86,7 @@ class DataLineageHook:
         import mlflow
 
         path = saved_path(dataset)
+        dataset_name = _untranscoded(dataset_name)
         if isinstance(dataset, AbstractVersionedDataset):
             mlflow.set_tag(f"data_version.output.{dataset_name}", dataset.resolve_save_version())
         if path is None or not path.exists():
@@ -83,6 +97,11 @@ class DataLineageHook:
             mlflow.log_artifacts(str(path), artifact_path=dataset_name)
         else:
             mlflow.log_artifact(str(path), artifact_path=dataset_name)
+
+
+def _untranscoded(dataset_name: str) -> str:
+    """``vega.kang.model`` for ``vega.kang.model@saved``: one dataset, however it is loaded."""
+    return dataset_name.split("@", 1)[0]
 
 
 def saved_path(dataset: Any) -> Path | None:
@@ -112,7 +131,10 @@ def kedro_command(run_params: dict[str, Any]) -> str:
 
     add("--pipelines", [p for p in run_params.get("pipeline_names") or [] if p != "__default__"])
     add("--env", run_params.get("env") if run_params.get("env") != "local" else None)
-    add("--params", [f"{k}={v}" for k, v in _flat(run_params.get("runtime_params") or {})])
+    add(
+        "--params",
+        [f"{k}={v}" for k, v in _flat_params(run_params.get("runtime_params") or {}).items()],
+    )
     add("--tags", run_params.get("tags"))
     add("--nodes", run_params.get("node_names"))
     add("--from-nodes", run_params.get("from_nodes"))
@@ -127,28 +149,11 @@ def kedro_command(run_params: dict[str, Any]) -> str:
     return shlex.join(["kedro", "run", *options])
 
 
-def _flat(params: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    items: list[tuple[str, Any]] = []
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        items += _flat(value, f"{name}.") if isinstance(value, dict) else [(name, value)]
-    return items
-
-
 def _runner_name(runner: str) -> str:
     """``<kedro.runner.parallel_runner.ParallelRunner object at 0x…>`` → ``ParallelRunner``;
     no runner (``"None"``) is Kedro's default, the SequentialRunner."""
     match = re.search(r"(\w+Runner)", runner)
     return match.group(1) if match else "SequentialRunner"
-
-
-def data_sets(inputs: set[str]) -> list[str]:
-    """The data sets a run is about: processed inputs (``kang_processed`` → ``kang``), else raw."""
-    for suffix in ("processed", "raw"):
-        found = sorted({m.group(1) for n in inputs if (m := re.match(rf"(.+?)[._]{suffix}$", n))})
-        if found:
-            return found
-    return []
 
 
 class RunContextHook:
@@ -167,6 +172,7 @@ class RunContextHook:
         self._started = 0.0
         self._headlines: list[str] = []
         self._reports: list[Path] = []
+        self._report_runs: list[str | None] = []
         self._catalog: Any = None
         self._n_nodes = self._n_done = 0
         self._node_started = 0.0
@@ -179,6 +185,7 @@ class RunContextHook:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:
         self._started = time.monotonic()
         self._headlines, self._reports, self._run = [], [], None
+        self._report_runs: list[str | None] = []
         self._n_nodes, self._n_done = len(pipeline.nodes), 0
         if not _active_run():
             return
@@ -190,8 +197,6 @@ class RunContextHook:
             "runner": _runner_name(str(run_params.get("runner"))),
             "kedro_command": kedro_command(run_params),
         }
-        if found := data_sets(set(pipeline.inputs())):
-            tags["genevae.dataset"] = ",".join(found)
         mlflow.set_tags(tags)
         if self._system_metrics:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
@@ -219,6 +224,7 @@ class RunContextHook:
         for name, value in outputs.items():
             if name.rsplit(".", 1)[-1].endswith("headline") and isinstance(value, list):
                 self._headlines += [str(line) for line in value]
+                self._report_runs.append(_active_run_id())
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:
@@ -244,10 +250,11 @@ class RunContextHook:
         """The closing summary of the run (see :func:`genevae.reporting.summary.run_summary`)."""
         pipelines = list(run_params.get("pipeline_names") or ["__default__"])
         run_url = None
-        if self._run is not None:
+        if self._run is not None:  # the report's (pipeline × dataset) run if there is one
+            run_id = self._report_runs[0] if len(set(self._report_runs)) == 1 else None
             run_url = (
                 f"{MLFLOW_UI}/#/experiments/{self._run['experiment_id']}/runs/"
-                f"{self._run['run_id']}?workflowType=machine_learning"
+                f"{run_id or self._run['run_id']}?workflowType=machine_learning"
             )
         root = Path(run_params.get("project_path") or ".")
         return run_summary(
@@ -265,3 +272,135 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
+
+
+class DatasetRuns:
+    """One MLflow run per pipeline × dataset, nested in the ``kedro run``'s run.
+
+    A node of ``vega.kang`` (its namespace) runs inside the child run ``vega.kang``, whose tags
+    name the dataset, its kind and its raw file(s) with their sha256; the params the node
+    reads, the metrics it logs and the outputs it saves go there. Nodes outside a dataset's
+    namespace (evaluation) log into the parent run. kedro-mlflow re-activates the parent before
+    every node, so the child is closed before that (:class:`DatasetRunCloser`, tryfirst) and
+    resumed after it (:class:`DatasetRunHook`, trylast); outputs are saved after a node's
+    ``after_node_run``, so the child stays open until the next node starts.
+    """
+
+    def __init__(self) -> None:
+        self._digests: dict[str, str] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the children of an earlier ``kedro run`` (sessions may share a process)."""
+        self.run_ids: dict[str, str] = {}
+        self.open_key: str | None = None
+        self.pending_tags: dict[str, str] = {}
+
+    def enter(self, key: str | None, params: dict[str, Any]) -> None:
+        """Resume (or start) the child run of ``key``; then tag the inputs read for the node."""
+        import mlflow
+
+        if key is not None:
+            run = mlflow.start_run(
+                run_id=self.run_ids.get(key), run_name=key, nested=True, log_system_metrics=False
+            )
+            if key not in self.run_ids:
+                self.run_ids[key] = run.info.run_id
+                mlflow.set_tags(self._tags(key))
+            self.open_key = key
+            mlflow.log_params(_flat_params(params))
+        if self.pending_tags:
+            mlflow.set_tags(self.pending_tags)
+            self.pending_tags = {}
+
+    def leave(self, status: str = "FINISHED") -> None:
+        """Close the open child run, if any, leaving the parent active."""
+        if self.open_key is None or not _active_run():
+            self.open_key = None
+            return
+        import mlflow
+
+        if mlflow.active_run().info.run_id == self.run_ids[self.open_key]:
+            mlflow.end_run(status)
+        self.open_key = None
+
+    def _tags(self, key: str) -> dict[str, str]:
+        from genevae.config import current_registry
+        from genevae.registry import dataset_raw_files
+
+        pipeline, dataset = key.split(".")
+        registry = current_registry()
+        entry = registry.datasets[dataset]
+        tags = {"dataset": dataset, "dataset_kind": entry["kind"], "pipeline": pipeline}
+        for name, path in dataset_raw_files(registry, dataset).items():
+            tags[f"raw.{name}.path"] = path
+            tags[f"raw.{name}.sha256"] = self._sha256(path)
+        return tags
+
+    def _sha256(self, path: str) -> str:
+        from genevae.datasets.fetch import sha256_of
+
+        if path not in self._digests:
+            self._digests[path] = sha256_of(Path(path)) if Path(path).is_file() else "missing"
+        return self._digests[path]
+
+
+class DatasetRunHook:
+    """Enters the node's pipeline × dataset run after kedro-mlflow re-activated its own."""
+
+    def __init__(self, runs: DatasetRuns) -> None:
+        self._runs = runs
+
+    @hook_impl(trylast=True)
+    def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
+        if not _active_run():
+            return
+        params = {k[len("params:") :]: v for k, v in inputs.items() if k.startswith("params:")}
+        self._runs.enter(_dataset_run_key(node.namespace), params)
+
+
+class DatasetRunCloser:
+    """Leaves the open pipeline × dataset run before kedro-mlflow touches its own run."""
+
+    def __init__(self, runs: DatasetRuns) -> None:
+        self._runs = runs
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self) -> None:
+        self._runs.reset()
+
+    @hook_impl(tryfirst=True)
+    def before_node_run(self) -> None:
+        self._runs.leave()
+
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self) -> None:
+        self._runs.leave()
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self) -> None:
+        self._runs.leave("FAILED")
+
+
+def _dataset_run_key(namespace: str | None) -> str | None:
+    """``vega.kang`` for a node of ``vega.kang`` or ``gpo_vae.adamson.full``, else None."""
+    from genevae.config import current_registry
+
+    parts = (namespace or "").split(".")
+    if len(parts) < 2 or parts[0] not in _DATASET_PIPELINES:
+        return None
+    return f"{parts[0]}.{parts[1]}" if parts[1] in current_registry().datasets else None
+
+
+_DATASET_PIPELINES = ("data_processing", "vega", "tybalt", "gpo_vae")
+
+
+def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= _flat_params(value, f"{name}.")
+        else:
+            flat[name] = str(value)[:500]
+    return flat

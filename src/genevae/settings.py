@@ -4,9 +4,14 @@ import logging
 import os
 import warnings
 
-from kedro.config import OmegaConfigLoader
-
-from genevae.hooks import DataLineageHook, RunContextHook
+from genevae.config import GenevaeConfigLoader
+from genevae.hooks import (
+    DataLineageHook,
+    DatasetRunCloser,
+    DatasetRunHook,
+    DatasetRuns,
+    RunContextHook,
+)
 
 # System metrics (CPU/GPU utilisation and memory) are logged with every MLflow run, by one
 # monitor that RunContextHook starts; set MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false to turn
@@ -25,6 +30,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Kedro 1.7 and kedro-mlflow 2.0 call OmegaConf's deprecated register_new_resolver on every
 # run; nothing in this project or its configuration can act on the warning.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+# Dataset names are namespaced on purpose ("kang.processed", "vega.kang.model": one registry
+# entry, its pipelines and outputs); Kedro's advice against dots in names does not apply.
+warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\.' characters")
 
 
 class _DropPredictTypeHintWarning(logging.Filter):
@@ -40,16 +48,30 @@ class _DropPredictTypeHintWarning(logging.Filter):
 
 logging.getLogger("py.warnings").addFilter(_DropPredictTypeHintWarning())
 
-HOOKS = (DataLineageHook(), RunContextHook(system_metrics=SYSTEM_METRICS))
+_DATASET_RUNS = DatasetRuns()  # one MLflow run per pipeline × dataset (genevae.hooks)
+HOOKS = (
+    DataLineageHook(_DATASET_RUNS),
+    DatasetRunHook(_DATASET_RUNS),
+    DatasetRunCloser(_DATASET_RUNS),
+    RunContextHook(system_metrics=SYSTEM_METRICS),
+)
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+# The dataset registry (conf/*/datasets.yml) and conf/local layered under every env
+# (genevae.config).
+CONFIG_LOADER_CLASS = GenevaeConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # Environments (demo, test, local) override single nested keys instead of whole sections.
-    "merge_strategy": {"parameters": "soft", "catalog": "soft", "mlflow": "soft"},
+    "merge_strategy": {
+        "parameters": "soft",
+        "catalog": "soft",
+        "mlflow": "soft",
+        "datasets": "soft",
+    },
     "config_patterns": {
         "catalog": ["catalog*", "catalog*/**", "**/catalog*"],
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
+        "datasets": ["datasets*", "datasets*/**"],
     },
 }

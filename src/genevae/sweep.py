@@ -59,7 +59,8 @@ class WorkerFailure(RuntimeError):
 class SweepTarget:
     """What a model's sweep trains on and how.
 
-    ``dataset`` is the catalog entry to train on, ``train`` maps (data, model parameters) to
+    ``dataset`` is the catalog entry to train on (``{dataset}`` is the registered dataset the
+    sweep runs on, ``--dataset``), ``train`` maps (data, model parameters) to
     the training history, and ``sections`` are the parameter sections logged with each trial.
     """
 
@@ -75,7 +76,7 @@ def _train_tybalt(adata: Any, params: dict[str, Any]) -> pd.DataFrame:
     return history
 
 
-TARGETS = {"tybalt": SweepTarget(dataset="tcga_processed", train=_train_tybalt)}
+TARGETS = {"tybalt": SweepTarget(dataset="{dataset}.processed", train=_train_tybalt)}
 
 
 @dataclass(frozen=True)
@@ -301,10 +302,11 @@ def run_worker(args: argparse.Namespace) -> None:
 
     target = TARGETS[args.model]
     with kedro_context(args.project_path, args.env) as context:
-        params = context.params[args.model]
+        params = dataset_params(context.params, args)
         settings = _settings(args, params)
-        data, version = load_catalog_entry(context, target.dataset)
-        tags = {f"data_version.input.{target.dataset}": str(version)}
+        entry = target.dataset.format(dataset=args.dataset)
+        data, version = load_catalog_entry(context, entry)
+        tags = {f"data_version.input.{entry}": str(version), "dataset": args.dataset}
         study = optuna.load_study(
             study_name=settings.study_name,
             storage=open_storage(settings.storage),
@@ -324,18 +326,27 @@ def load_catalog_entry(context: Any, name: str) -> tuple[Any, str | None]:
     """
     from kedro.io import AbstractVersionedDataset, DataCatalog
 
-    entries = context.config_loader["catalog"]
-    if name not in entries:
+    catalog = DataCatalog.from_config(context.config_loader["catalog"])
+    dataset = catalog.get(name)  # resolves the dataset factories ("{dataset}.processed")
+    if dataset is None:
         raise GenevaeInputError(
-            f"The catalog has no entry {name!r}; declare it in conf/base/catalog_*.yml."
+            f"The catalog has no entry {name!r}; register the dataset in conf/*/datasets.yml."
         )
-    entry = entries[name]
-    credentials = context.config_loader["credentials"] if "credentials" in entry else None
-    dataset = DataCatalog.from_config({name: entry}, credentials=credentials).get(name)
     version = (
         dataset.resolve_load_version() if isinstance(dataset, AbstractVersionedDataset) else None
     )
     return dataset.load(), version
+
+
+def dataset_params(params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The model's effective parameters for the dataset (``tybalt.tcga``: defaults + registry)."""
+    section = params.get(args.model, {})
+    if args.dataset not in section:
+        raise GenevaeInputError(
+            f"No {args.model}.{args.dataset} parameters: {args.dataset!r} is not a registered "
+            f"dataset of {args.model}'s kind (conf/*/datasets.yml)."
+        )
+    return section[args.dataset]
 
 
 def _settings(args: argparse.Namespace, params: dict[str, Any]) -> SweepSettings:
@@ -356,7 +367,7 @@ def run_sweep(args: argparse.Namespace) -> optuna.Study:
     import mlflow
 
     with kedro_context(args.project_path, args.env) as context:
-        settings = _settings(args, context.params[args.model])
+        settings = _settings(args, dataset_params(context.params, args))
         study = optuna.create_study(
             study_name=settings.study_name,
             storage=open_storage(settings.storage),
@@ -475,6 +486,8 @@ def _worker_command(
         str(index),
         "--parent-run-id",
         parent_run_id,
+        "--dataset",
+        args.dataset,
     ]
     return command + (["--env", args.env] if args.env else [])
 
@@ -520,6 +533,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "<model>.sweep.storage parameter)",
     )
     parser.add_argument("--study-name", help="study to create or join (default: params)")
+    parser.add_argument("--dataset", default="tcga", help="registered dataset to train on")
     parser.add_argument("--env", help="Kedro configuration environment (e.g. test)")
     parser.add_argument("--project-path", type=Path, default=Path.cwd(), help="Kedro project")
     # Set by the coordinating process for its workers.

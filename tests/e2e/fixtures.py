@@ -153,7 +153,8 @@ def _outputs_exist(project: Path, name: str) -> bool:
 
 
 def _in_memory_or_mlflow(dataset: Any) -> bool:
-    kind = type(dataset).__name__
+    """Undeclared outputs (``catalog.get`` gives None, e.g. a report's headline) stay in memory."""
+    kind = type(dataset).__name__ if dataset is not None else "MemoryDataset"
     return kind == "MemoryDataset" or kind.startswith("Mlflow")
 
 

@@ -133,11 +133,11 @@ def test_no_tour_pop_up_covers_the_graph(viz: Server, chromium: str, artifacts_d
 @pytest.mark.browser
 def test_figure_folders_preview_as_a_contact_sheet(viz: Server) -> None:
     ids = _ids_by_name(viz.get("/api/pipelines/vega"))
-    for name in ("vega_volcano_plots", "vega_latent_maps"):
+    for name in ("vega.kang.volcano_plots", "vega.kang.latent_maps"):
         node = viz.get(f"/api/nodes/{ids[name]}")
         assert node["preview_type"] == "ImagePreview", name
         assert base64.b64decode(node["preview"]).startswith(b"\x89PNG"), name
-    report = viz.get(f"/api/nodes/{ids['vega_report']}")
+    report = viz.get(f"/api/nodes/{ids['vega.kang.report']}")
     assert report["preview_type"] == "HTMLPreview"
     assert "Top modules by |ln BF|" in report["preview"]
 

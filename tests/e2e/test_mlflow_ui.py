@@ -53,7 +53,7 @@ def test_training_run_with_epoch_metrics_and_figures(
     max_epochs = _test_setting(
         vega_project, "parameters_vega.yml", "vega", "training", "max_epochs"
     )
-    run = _latest_run(mlflow_ui, experiment, "vega")
+    run = _latest_run(mlflow_ui, experiment, "vega.kang")  # the pipeline × dataset run
     run_id, experiment_id = run["info"]["run_id"], run["info"]["experiment_id"]
     assert run["info"]["status"] == "FINISHED"
 
@@ -61,7 +61,7 @@ def test_training_run_with_epoch_metrics_and_figures(
     history = mlflow_ui.get(f"/api/2.0/mlflow/metrics/get-history?{query}")["metrics"]
     assert [point["step"] for point in history] == list(range(max_epochs))
 
-    query = urllib.parse.urlencode({"run_id": run_id, "path": "vega_training_curves"})
+    query = urllib.parse.urlencode({"run_id": run_id, "path": "vega.kang.training_curves"})
     files = mlflow_ui.get(f"/api/2.0/mlflow/artifacts/list?{query}")["files"]
     figure = next(f["path"] for f in files if f["path"].endswith(".png"))
     query = urllib.parse.urlencode({"path": figure, "run_uuid": run_id})
@@ -94,18 +94,18 @@ def test_printed_url_opens_the_projects_runs_table(
     """``make mlflow-ui`` prints this URL (genevae.ui): the runs table, not the GenAI pages."""
     experiment = _test_setting(vega_project, "mlflow.yml", "tracking", "experiment", "name")
     url = mlflow_runs_url(mlflow_ui.url, experiment)
-    experiment_id = _latest_run(mlflow_ui, experiment, "vega")["info"]["experiment_id"]
+    experiment_id = _latest_run(mlflow_ui, experiment, "vega.kang")["info"]["experiment_id"]
     assert url == (
         f"{mlflow_ui.url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     )
     dom = browse_until(
         chromium,
         url,
-        lambda html: ">vega<" in html,
+        lambda html: ">vega.kang<" in html,
         profile=tmp_path / "chromium",
         window=(1600, 1000),
         screenshot=artifacts_dir / "mlflow_runs_table.png",
         virtual_time_ms=30000,
     )
-    assert ">vega<" in dom  # the run's name, in the table
+    assert ">vega.kang<" in dom  # the pipeline × dataset run's name, in the table
     assert "Run Name" in dom

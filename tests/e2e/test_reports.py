@@ -18,7 +18,7 @@ from tests.project import latest_version
 def test_vega_report_renders_in_chromium(
     vega_project: Path, chromium: str, artifacts_dir: Path
 ) -> None:
-    report = latest_version(vega_project / "data" / "08_reporting" / "vega_report.html")
+    report = latest_version(vega_project / "data" / "08_reporting" / "kang" / "vega_report.html")
     screenshot = artifacts_dir / "vega_report.png"
     dom = browse(chromium, report.as_uri(), screenshot=screenshot, window=(1300, 2400))
 

@@ -43,12 +43,12 @@ def project(tmp_path: Path) -> Path:
     for layer in DATA_LAYERS:
         (tmp_path / "data" / layer).mkdir(parents=True)
     synthetic = tiny_modules()
-    processed = tmp_path / "data" / "03_primary" / "kang_processed.h5ad"
+    processed = tmp_path / "data" / "03_primary" / "kang" / "processed.h5ad"
     AnnDataDataset(filepath=str(processed), version=Version(None, VERSION)).save(synthetic.adata)
     mask = tiny_mask(synthetic).rename_axis("gene")
     for collection in ("reactome", "hallmark"):
-        name = f"kang_gene_module_mask_{collection}.parquet"
-        folder = tmp_path / "data" / "04_feature" / name / VERSION
+        name = f"gene_module_mask_{collection}.parquet"
+        folder = tmp_path / "data" / "04_feature" / "kang" / name / VERSION
         folder.mkdir(parents=True)
         mask.to_parquet(folder / name)
     return tmp_path
@@ -61,10 +61,10 @@ def test_misspelled_training_parameter_fails_the_run_before_training(project: Pa
         [
             str(KEDRO),
             "run",
-            "--pipeline",
+            "--pipelines",
             "vega",
             "--to-nodes",
-            "train_vega",  # the training branch only: no raw gene sets needed for GSEA
+            "vega.kang.train_vega",  # the training branch only: no raw gene sets needed for GSEA
             "--env",
             "test",
             "--params",

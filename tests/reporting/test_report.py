@@ -54,7 +54,7 @@ def _section() -> ReportSection:
         metrics=_metrics(),
         lineage=[
             {
-                "dataset": "vega_model",
+                "dataset": "vega.kang.model",
                 "version": "2026-01-01T00.00.00.000Z",
                 "run_id": "abc123",
                 "run_name": "vega",
@@ -90,7 +90,7 @@ def test_report_has_overview_sections_figures_provenance_and_parameters():
         comparison=pd.DataFrame({"model": ["vega"], "vega": [0.41], "pca50": [0.18]}),
         parameters={"evaluation": {"seed": 0}},
         run={"run_id": "run42", "url": "http://127.0.0.1:5000/#/experiments/1/runs/run42"},
-        extra_lineage=[{"dataset": "kang_processed", "version": "v1"}],
+        extra_lineage=[{"dataset": "kang.processed", "version": "v1"}],
     )
     assert html.startswith("<!DOCTYPE html>")
     for anchor in ('id="overview"', 'id="vega"', 'id="tybalt"', 'id="provenance"'):
@@ -100,7 +100,7 @@ def test_report_has_overview_sections_figures_provenance_and_parameters():
     assert 'class="missing">Run the tybalt pipeline.' in html
     assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', html)) == 1
     assert 'href="http://127.0.0.1:5000/#/experiments/1/runs/abc123"' in html
-    assert "kang_processed" in html and "this evaluation run" in html
+    assert "kang.processed" in html and "this evaluation run" in html
     assert "run42" in html and "evaluation:\n  seed: 0" in html
     assert "<td>0.41</td>" in html and "<td>0.18</td>" in html
 

@@ -26,6 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from genevae.analysis.labels import as_label
 from genevae.errors import GenevaeInputError
 
 Mode = Literal["vanilla", "change"]
@@ -102,6 +103,7 @@ def _group_masks(
     labels: np.ndarray, group1: str, group2: str | None
 ) -> tuple[np.ndarray, np.ndarray]:
     available = sorted(str(label) for label in pd.unique(labels))
+    group1, group2 = as_label(group1), as_label(group2)  # YAML reads `1` as a number
     for name, group in (("group1", group1), ("group2", group2)):
         if group is not None and group not in available:
             raise GenevaeInputError(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 
+from genevae.analysis.labels import as_label
 from genevae.errors import GenevaeInputError
 
 NEG_LOG10_FDR_CAP = 5.0  # −log10(FDR = 0) is plotted at 5, as the paper
@@ -46,6 +47,7 @@ def wilcoxon_ranking(
             f"obs has no column {groupby!r}; set groupby to one of {list(adata.obs.columns)}."
         )
     labels = adata.obs[groupby].astype(str)
+    group1, group2 = as_label(group1), as_label(group2)  # YAML reads `1` as a number
     available = sorted(labels.unique())
     for name, group in (("group1", group1), ("group2", group2)):
         if group is not None and group not in available:

@@ -329,3 +329,10 @@ def top_genes_per_module(weights: pd.DataFrame, modules: Sequence[str], n: int =
         ax.set_title(module, fontsize=9)
     figure.tight_layout()
     return figure
+
+
+def message_figure(text: str) -> Figure:
+    """A small figure that says why a plot is absent (e.g. GSEA switched off)."""
+    figure = Figure(figsize=(5, 1))
+    figure.text(0.5, 0.5, text, ha="center", va="center")
+    return figure

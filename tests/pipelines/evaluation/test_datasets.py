@@ -18,7 +18,7 @@ def _parquet(tmp_path) -> dict:
 
 
 def test_absent_and_unconfigured_sources_load_none(tmp_path):
-    assert OptionalDataset(source="tybalt_model", dataset=None).load() is None
+    assert OptionalDataset(source="tybalt.tcga.model", dataset=None).load() is None
     never_saved = OptionalDataset(source="table", dataset=_parquet(tmp_path))
     assert never_saved.load() is None
     assert not never_saved.exists()
@@ -43,5 +43,5 @@ def test_unversioned_sources_report_their_path(tmp_path):
 
 
 def test_saving_to_an_unconfigured_source_is_refused():
-    with pytest.raises(DatasetError, match="'gpo_vae_comparison': it is not configured"):
-        OptionalDataset(source="gpo_vae_comparison", dataset=None).save({"x": 1})
+    with pytest.raises(DatasetError, match="'gpo_vae.adamson.comparison': it is not configured"):
+        OptionalDataset(source="gpo_vae.adamson.comparison", dataset=None).save({"x": 1})

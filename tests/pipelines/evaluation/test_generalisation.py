@@ -91,12 +91,12 @@ def test_biological_experiment_reuses_the_vega_model_with_its_own_settings(synth
     adata, mask = synthetic
     trained = merged_vega_params(VEGA_PARAMS)
     bundle, _, _ = train_vega(adata, mask, trained)
-    loaded = Loaded(bundle, "vega_model", "2026-01-01T00.00.00.000Z", None)
+    loaded = Loaded(bundle, "vega.kang.model", "2026-01-01T00.00.00.000Z", None)
     other_env = copy.deepcopy(VEGA_PARAMS)
     other_env["training"]["max_epochs"] = 500  # the environment's vega params differ
-    params = GENERALISATION | {"settings_from": "vega_model"}
+    params = GENERALISATION | {"settings_from": "model"}
     table = generalisation.biological_experiment(adata, mask, loaded, other_env, params)
-    assert table["full_model"].iloc[0] == "vega_model 2026-01-01T00.00.00.000Z"
+    assert table["full_model"].iloc[0] == "vega.kang.model 2026-01-01T00.00.00.000Z"
     assert "max_epochs 2" in table["settings"].iloc[0]
     overridden = params | {"training": {"max_epochs": 1}}
     plan = generalisation.fit_plan(adata, mask, loaded, other_env, overridden)

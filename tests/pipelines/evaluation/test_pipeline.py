@@ -32,10 +32,12 @@ def test_report_scores_vega_beside_baselines_and_marks_models_not_run(evaluated)
     for text in ("Latent quality", "pca50", "gene_mean", "Agreement between methods", "gsea"):
         assert text in html
     assert html.count('src="data:image/png;base64,') >= 6
-    if not (evaluated / "data" / "07_model_output" / "tybalt_encoded_samples.h5ad").exists():
+    if not (
+        evaluated / "data" / "07_model_output" / "tcga" / "tybalt_encoded_samples.h5ad"
+    ).exists():
         assert "Tybalt has not been run yet" in html
     assert "The generalisation experiments are disabled" in html
-    vega_run = mlflow_run(evaluated, "vega")
+    vega_run = mlflow_run(evaluated, "vega.kang")
     assert f"/runs/{vega_run}" in html  # the model's version links to the run that trained it
 
 
@@ -66,7 +68,7 @@ def test_evaluation_mlflow_run_has_report_metrics_and_input_versions(evaluated):
     run_id = mlflow_run(evaluated, "evaluation")
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
-    assert "data_version.input.vega_model" in run.data.tags
+    assert "data_version.input.vega.kang.model" in run.data.tags
     assert any(key.startswith("evaluation.vega.latent.silhouette") for key in run.data.metrics)
     assert "evaluation_report" in {a.path for a in client.list_artifacts(run_id)}
 
@@ -90,7 +92,7 @@ def test_generalisation_and_benchmark_run_on_kang_and_synthetic_data(evaluated, 
     biological = pd.read_parquet(latest_version(reporting / "generalisation_biological.parquet"))
     assert set(biological["cell_type"]) == {"CD14+Mono", "B"}
     assert biological["top_k_overlap"].between(0, 1).all()
-    assert biological["full_model"].iloc[0].startswith("vega_model")  # same settings: reused
+    assert biological["full_model"].iloc[0].startswith("vega.kang.model")  # same settings: reused
     technical = pd.read_parquet(latest_version(reporting / "generalisation_technical.parquet"))
     assert technical["cell_type"].nunique() >= 3
     benchmark = pd.read_parquet(latest_version(reporting / "benchmark_planted_modules.parquet"))

@@ -16,7 +16,9 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
     run_pipeline("gpo_vae")
     data = processed_project / "data"
 
-    model_input = ad.read_h5ad(_latest(data / "05_model_input" / "gpo_vae_model_input.h5ad"))
+    model_input = ad.read_h5ad(
+        _latest(data / "05_model_input" / "adamson" / "gpo_vae_model_input.h5ad")
+    )
     nodes = list(model_input.uns["gpo_vae"]["node_names"])
     n_perturbed = int(model_input.uns["gpo_vae"]["n_perturbed"])
     perturbed = sorted(set(model_input.obs["perturbation"]) - {"non-targeting"})
@@ -28,20 +30,26 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
 
     for namespace in VARIANTS:
         ate = pd.read_parquet(
-            _latest(data / "07_model_output" / f"gpo_vae_{namespace}_predicted_ate.parquet")
+            _latest(
+                data / "07_model_output" / "adamson" / f"gpo_vae_{namespace}_predicted_ate.parquet"
+            )
         )
         assert list(ate.index) == perturbed and ate.shape[1] == model_input.n_vars
         assert np.isfinite(ate.to_numpy()).all()
         edges = pd.read_parquet(
-            _latest(data / "07_model_output" / f"gpo_vae_{namespace}_grn_edges.parquet")
+            _latest(data / "07_model_output" / "adamson" / f"gpo_vae_{namespace}_grn_edges.parquet")
         )
         assert list(edges.columns[:3]) == ["regulator", "target", "probability"]
         assert len(edges) == len(nodes) * (len(nodes) - 1)
         assert edges["probability"].between(0, 1).all()
         for figure in ("grn_heatmap", "training_curves", "top_edges"):
-            assert any((data / "08_reporting" / f"gpo_vae_{namespace}_{figure}.png").iterdir())
+            assert any(
+                (data / "08_reporting" / "adamson" / f"gpo_vae_{namespace}_{figure}.png").iterdir()
+            )
 
-    comparison = pd.read_parquet(_latest(data / "08_reporting" / "gpo_vae_comparison.parquet"))
+    comparison = pd.read_parquet(
+        _latest(data / "08_reporting" / "adamson" / "gpo_vae_comparison.parquet")
+    )
     baselines = ["training_mean", "pooled_training_mean", "control_mean", "split_half_ceiling"]
     assert list(comparison.index) == list(VARIANTS.values()) + baselines
     for column in (
@@ -55,13 +63,13 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
         assert column in comparison.columns
     assert np.isfinite(comparison.loc[list(VARIANTS.values()), "test_iwelbo"]).all()
 
-    run_id = mlflow_run(processed_project, "gpo_vae")
+    run_id = mlflow_run(processed_project, "gpo_vae.adamson")
     client = mlflow.MlflowClient()
-    history = client.get_metric_history(run_id, "gpo_vae.full.train_loss")
+    history = client.get_metric_history(run_id, "gpo_vae.adamson.full.train_loss")
     assert [m.step for m in history] == [0, 1]
-    assert client.get_metric_history(run_id, "gpo_vae.no_grn.val_loss")
+    assert client.get_metric_history(run_id, "gpo_vae.adamson.no_grn.val_loss")
     metrics = client.get_run(run_id).data.metrics
-    assert "gpo_vae.comparison.gpo_vae.ate_pearson_top20_test" in metrics
+    assert "gpo_vae.adamson.comparison.gpo_vae.ate_pearson_top20_test" in metrics
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"gpo_vae_comparison", "gpo_vae_report"} <= artifacts
-    assert "gpo_vae.full.model" not in artifacts  # stored once, in data/06_models
+    assert {"gpo_vae.adamson.comparison", "gpo_vae.adamson.report"} <= artifacts
+    assert "gpo_vae.adamson.full.model" not in artifacts  # stored once, in data/06_models

@@ -23,12 +23,12 @@ EPOCHS = TEST_PARAMS["tybalt"]["training"]["max_epochs"]
 def tybalt_run(processed_project, run_pipeline):
     run_pipeline("tybalt")
     data = processed_project / "data"
-    processed = ad.read_h5ad(latest_version(data / "03_primary" / "tcga_processed.h5ad"))
+    processed = ad.read_h5ad(latest_version(data / "03_primary" / "tcga" / "processed.h5ad"))
     return processed_project, data, processed
 
 
 def _table(data, layer: str, name: str) -> pd.DataFrame:
-    return pd.read_parquet(latest_version(data / layer / f"{name}.parquet"))
+    return pd.read_parquet(latest_version(data / layer / "tcga" / f"{name}.parquet"))
 
 
 def test_encodings_weights_and_high_weight_genes(tybalt_run):
@@ -36,7 +36,9 @@ def test_encodings_weights_and_high_weight_genes(tybalt_run):
     latent = _table(data, "07_model_output", "tybalt_latent_means")
     assert latent.shape == (processed.n_obs, LATENT)
     assert list(latent.index) == list(processed.obs_names)
-    encoded = ad.read_h5ad(latest_version(data / "07_model_output" / "tybalt_encoded_samples.h5ad"))
+    encoded = ad.read_h5ad(
+        latest_version(data / "07_model_output" / "tcga" / "tybalt_encoded_samples.h5ad")
+    )
     np.testing.assert_allclose(encoded.obsm["X_tybalt"], latent.to_numpy(), rtol=1e-6)
     assert (encoded.obs["cancer_type"] == processed.obs["cancer_type"]).all()
 
@@ -70,7 +72,7 @@ def test_generated_profiles_are_zero_one_with_the_right_shapes(tybalt_run):
     path = _table(data, "07_model_output", "tybalt_interpolation")
     start = processed.obs_names[processed.obs["sample_type"] == "Solid Tissue Normal"][0]
     assert path.index.get_level_values("start")[0] == start
-    bundle = load_model_bundle(latest_version(data / "06_models" / "tybalt_model"))
+    bundle = load_model_bundle(latest_version(data / "06_models" / "tcga" / "tybalt_model"))
     latent = _table(data, "07_model_output", "tybalt_latent_means")
     with torch.no_grad():
         decoded = bundle.model.decode(torch.tensor(latent.loc[[start]].to_numpy()))
@@ -79,25 +81,25 @@ def test_generated_profiles_are_zero_one_with_the_right_shapes(tybalt_run):
 
 def test_figures_and_mlflow_run(tybalt_run):
     project, data, _ = tybalt_run
-    maps = latest_version(data / "08_reporting" / "tybalt_latent_maps")
+    maps = latest_version(data / "08_reporting" / "tcga" / "tybalt_latent_maps")
     assert sorted(p.name for p in maps.iterdir()) == [
         f"{method}_by_{key}.png"
         for method in ("tsne", "umap")
         for key in ("cancer_type", "sample_type")
     ]
-    run_id = mlflow_run(project, "tybalt")
+    run_id = mlflow_run(project, "tybalt.tcga")
     client = mlflow.MlflowClient()
     assert len(client.get_metric_history(run_id, "train_loss")) == EPOCHS
     assert len(client.get_metric_history(run_id, "val_loss")) == EPOCHS
     run = client.get_run(run_id)
-    assert "tybalt_final_metrics.final_val_loss" in run.data.metrics
+    assert "tybalt.tcga.final_val_loss" in run.data.metrics
     assert run.data.tags["genevae.n_validation"] == "1"  # the data's own split
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert "tybalt_model" not in artifacts  # stored once, in data/06_models
+    assert "tybalt.tcga.model" not in artifacts  # stored once, in data/06_models
     assert {
-        "tybalt_report",
-        "tybalt_latent_maps",
-        "tybalt_activation_distributions",
-        "tybalt_training_curves",
-        "tybalt_high_weight_genes",
+        "tybalt.tcga.report",
+        "tybalt.tcga.latent_maps",
+        "tybalt.tcga.activation_distributions",
+        "tybalt.tcga.training_curves",
+        "tybalt.tcga.high_weight_genes",
     } <= artifacts

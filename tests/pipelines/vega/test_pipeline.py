@@ -7,6 +7,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from genevae.datasets.fetch import sha256_of
 from tests.project import latest_version as _latest
 from tests.project import mlflow_run
 
@@ -15,26 +16,36 @@ def test_vega_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipe
     run_pipeline("vega")
     data = processed_project / "data"
 
-    activities = ad.read_h5ad(_latest(data / "07_model_output" / "vega_module_activities.h5ad"))
+    activities = ad.read_h5ad(
+        _latest(data / "07_model_output" / "kang" / "vega_module_activities.h5ad")
+    )
     modules = activities.uns["vega_module_names"]
     assert activities.obsm["X_vega"].shape == (activities.n_obs, len(modules))
-    weights = pd.read_parquet(_latest(data / "07_model_output" / "vega_decoder_weights.parquet"))
-    mask = pd.read_parquet(_latest(data / "04_feature" / "kang_gene_module_mask_reactome.parquet"))
+    weights = pd.read_parquet(
+        _latest(data / "07_model_output" / "kang" / "vega_decoder_weights.parquet")
+    )
+    mask = pd.read_parquet(
+        _latest(data / "04_feature" / "kang" / "gene_module_mask_reactome.parquet")
+    )
     assert (weights.to_numpy()[mask.to_numpy() == 0] == 0).all()
     assert (weights.to_numpy() >= 0).all()
-    table = pd.read_parquet(_latest(data / "08_reporting" / "vega_differential_activity.parquet"))
+    table = pd.read_parquet(
+        _latest(data / "08_reporting" / "kang" / "vega_differential_activity.parquet")
+    )
     assert set(table["module"]) == set(modules)
     assert np.isfinite(table["ln_bf"]).all()
 
-    run_id = mlflow_run(processed_project, "vega")
+    run_id = mlflow_run(processed_project, "vega.kang")  # one run per pipeline × dataset
     history = mlflow.MlflowClient().get_metric_history(run_id, "train_loss")
     assert len(history) == 3
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
-    assert {"vega_training_curves", "vega_report"} <= artifacts
-    # the model is stored once, in data/06_models; the run says where
-    assert "vega_model" not in artifacts
+    assert {"vega.kang.report", "vega.kang.training_curves"} <= artifacts
+    assert "vega.kang.model" not in artifacts  # stored once, in data/06_models; the run says where
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
-    assert "06_models" in tags["data_path.output.vega_model"]
-    assert tags["genevae.dataset"] == "kang"
-    assert tags["runner"] == "SequentialRunner"
-    assert tags["kedro_command"] == "kedro run --pipelines vega --env test"
+    assert "06_models" in tags["data_path.output.vega.kang.model"]
+    parent = mlflow.MlflowClient().get_run(tags["mlflow.parentRunId"]).data.tags
+    assert parent["runner"] == "SequentialRunner"
+    assert parent["kedro_command"] == "kedro run --pipelines vega --env test"
+    assert tags["dataset"] == "kang" and tags["raw.kang.raw.sha256"] == sha256_of(
+        processed_project / tags["raw.kang.raw.path"]
+    )

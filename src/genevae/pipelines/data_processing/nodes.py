@@ -28,11 +28,16 @@ def combine_tcga_cohorts(**cohorts: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
 
 
 def select_tcga_genes(
-    expression: pd.DataFrame, reference_genes: list[str], params: dict[str, Any]
+    expression: pd.DataFrame, params: dict[str, Any], reference_genes: list[str] | None = None
 ) -> pd.DataFrame:
     """Top-k genes by median (paper) or mean (original code) absolute deviation, or a fixed list."""
     method = params["gene_selection"]
     if method == "reference_list":
+        if reference_genes is None:
+            raise GenevaeInputError(
+                "gene_selection=reference_list needs a gene list: add `reference_genes: <file>` "
+                "to the dataset's entry in datasets.yml."
+            )
         present = [gene for gene in reference_genes if gene in expression.columns]
         if not present:
             raise GenevaeInputError(

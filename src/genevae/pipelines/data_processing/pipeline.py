@@ -1,105 +1,117 @@
-"""data_processing: four namespaced sub-pipelines (tcga, scrna, genesets, perturbseq)."""
+"""data_processing: one sub-pipeline per registered dataset, ``data_processing.<dataset>``.
+
+The template depends on the dataset's kind (conf/*/datasets.yml): scRNA-seq is cleaned and
+gets one gene-module mask per listed collection, Perturb-seq is cleaned and split and gets a
+regulon mask from its reference network, bulk cohorts are combined, gene-selected and scaled.
+Outputs are named ``<dataset>.<output>`` (``kang.processed``), parameters
+``params:data_processing.<dataset>.<step>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
 from genevae.pipelines.data_processing import nodes
+from genevae.pipelines.templates import instantiate
+from genevae.registry import Registry
 
-GENE_SET_COLLECTIONS = ("reactome", "hallmark")
 
-
-def _tcga() -> Pipeline:
-    return Pipeline(
-        [
-            Node(
-                nodes.combine_tcga_cohorts,
-                inputs={"BRCA": "tcga_brca_raw", "READ": "tcga_read_raw"},
-                outputs=["tcga_expression", "tcga_samples"],
-                name="combine_tcga_cohorts",
-            ),
-            Node(
-                nodes.select_tcga_genes,
-                inputs=["tcga_expression", "tybalt_reference_genes", "params:data_processing.tcga"],
-                outputs="tcga_selected_expression",
-                name="select_tcga_genes",
-            ),
-            Node(
-                nodes.scale_tcga,
-                inputs=["tcga_selected_expression", "tcga_samples", "params:data_processing.tcga"],
-                outputs=["tcga_processed", "tcga_scaler"],
-                name="scale_tcga",
-            ),
-        ],
-        namespace="tcga",
-        prefix_datasets_with_namespace=False,
+def _scrna(name: str, entry: Mapping[str, Any]) -> list[Node]:
+    preprocess = Node(
+        nodes.preprocess_single_cell,
+        inputs=[f"{name}.raw", "params:data_processing.scrna"],
+        outputs=[f"{name}.processed", f"{name}.qc_report"],
+        name="preprocess",
     )
-
-
-def _scrna() -> Pipeline:
-    return Pipeline(
-        [
-            Node(
-                nodes.preprocess_single_cell,
-                inputs=["kang_raw", "params:data_processing.scrna"],
-                outputs=["kang_processed", "kang_qc_report"],
-                name="preprocess_kang",
-            )
-        ],
-        namespace="scrna",
-        prefix_datasets_with_namespace=False,
-    )
-
-
-def _gene_modules() -> Pipeline:
-    module_nodes = [
+    masks = [
         Node(
             nodes.build_module_mask,
             inputs=[
-                "kang_processed",
-                f"{collection}_gene_sets",
+                f"{name}.processed",
+                f"gene_sets.{collection}",
                 "params:data_processing.gene_modules",
             ],
             outputs=[
-                f"kang_gene_module_mask_{collection}",
-                f"kang_module_overlap_{collection}",
+                f"{name}.gene_module_mask.{collection}",
+                f"{name}.module_overlap.{collection}",
             ],
-            name=f"build_kang_mask_{collection}",
+            name=f"build_mask_{collection}",
         )
-        for collection in GENE_SET_COLLECTIONS
+        for collection in entry.get("gene_sets") or ()
     ]
-    grn_node = Node(
+    return [preprocess, *masks]
+
+
+def _perturbseq(name: str, entry: Mapping[str, Any]) -> list[Node]:
+    preprocess = Node(
+        nodes.preprocess_perturbseq,
+        inputs=[f"{name}.raw", "params:data_processing.perturbseq"],
+        outputs=[f"{name}.processed", f"{name}.top_de_genes"],
+        name="preprocess",
+    )
+    reference = entry.get("grn_reference")
+    if not reference:
+        return [preprocess]
+    mask = Node(
         nodes.build_module_mask,
         inputs=[
-            "adamson_processed",
-            "k562_chipatlas_regulons",
+            f"{name}.processed",
+            f"grn_references.{reference}.regulons",
             "params:data_processing.grn_modules",
         ],
-        outputs=["adamson_gene_module_mask_chipatlas", "adamson_module_overlap_chipatlas"],
-        name="build_adamson_mask_chipatlas",
+        outputs=[f"{name}.gene_module_mask.{reference}", f"{name}.module_overlap.{reference}"],
+        name=f"build_mask_{reference}",
     )
-    return Pipeline(
-        [*module_nodes, grn_node], namespace="genesets", prefix_datasets_with_namespace=False
-    )
+    return [preprocess, mask]
 
 
-def _perturbseq() -> Pipeline:
-    return Pipeline(
-        [
-            Node(
-                nodes.preprocess_perturbseq,
-                inputs=["adamson_raw", "params:data_processing.perturbseq"],
-                outputs=["adamson_processed", "adamson_top_de_genes"],
-                name="preprocess_adamson",
-            )
-        ],
-        namespace="perturbseq",
-        prefix_datasets_with_namespace=False,
-    )
+def _bulk(name: str, entry: Mapping[str, Any]) -> list[Node]:
+    cohorts = {cohort: f"{name}.raw.{cohort}" for cohort in entry.get("cohorts") or {}}
+    selection_inputs = [f"{name}.expression", "params:data_processing.bulk"]
+    if entry.get("reference_genes"):
+        selection_inputs.append(f"{name}.reference_genes")
+    return [
+        Node(
+            nodes.combine_tcga_cohorts,
+            inputs=cohorts,
+            outputs=[f"{name}.expression", f"{name}.samples"],
+            name="combine_cohorts",
+        ),
+        Node(
+            nodes.select_tcga_genes,
+            inputs=selection_inputs,
+            outputs=f"{name}.selected_expression",
+            name="select_genes",
+        ),
+        Node(
+            nodes.scale_tcga,
+            inputs=[
+                f"{name}.selected_expression",
+                f"{name}.samples",
+                "params:data_processing.bulk",
+            ],
+            outputs=[f"{name}.processed", f"{name}.scaler"],
+            name="scale",
+        ),
+    ]
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
-        [_tcga(), _scrna(), _gene_modules(), _perturbseq()],
-        namespace="data_processing",
-        prefix_datasets_with_namespace=False,
-        tags="data_processing",
+TEMPLATES = {"scrna": _scrna, "perturbseq": _perturbseq, "bulk": _bulk}
+
+
+def dataset_pipeline(name: str, entry: Mapping[str, Any]) -> Pipeline:
+    """``data_processing.<name>``: the kind's template with this dataset's names."""
+    return instantiate("data_processing", name, TEMPLATES[entry["kind"]](name, entry))
+
+
+def create_pipeline(registry: Registry | None = None, **kwargs: Any) -> Pipeline:
+    from genevae.config import current_registry
+
+    registry = registry or current_registry()
+    return sum(
+        (dataset_pipeline(name, entry) for name, entry in registry.datasets.items()),
+        Pipeline([]),
     )

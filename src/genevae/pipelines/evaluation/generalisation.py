@@ -63,12 +63,12 @@ def fit_plan(
     vega_params: dict[str, Any],
     params: dict[str, Any],
 ) -> FitPlan:
-    """Settings of every fit: the vega model's own (``settings_from: vega_model``, so the
+    """Settings of every fit: the vega model's own (``settings_from: model``, so the
     experiment tests the model that was trained, whatever environment trained it) or the
     vega parameters (``parameters``), plus the experiment's ``training``/``model``
     overrides. The vega model is reused as the full model when it was trained exactly so."""
     overrides = (params.get("training"), params.get("model"))
-    if params["settings_from"] == "vega_model" and full_model is not None:
+    if params["settings_from"] == "model" and full_model is not None:
         fit = merged_vega_params(settings_of(full_model.data), *overrides)
     else:
         fit = merged_vega_params(vega_params, *overrides)
@@ -78,7 +78,9 @@ def fit_plan(
         return FitPlan(fit, None, "retrained with the settings below")
     bundle = full_model.data
     return FitPlan(
-        fit, lambda cells: vega_posterior(bundle, cells), f"vega_model {full_model.version}"
+        fit,
+        lambda cells: vega_posterior(bundle, cells),
+        f"{full_model.source} {full_model.version}",
     )
 
 

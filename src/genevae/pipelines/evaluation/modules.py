@@ -21,6 +21,7 @@ from genevae.pipelines.evaluation.parts import (
     metric_rows,
     section_part,
 )
+from genevae.pipelines.vega.nodes import comparison_name
 from genevae.reporting.sections import ReportSection, TableBlock
 
 if TYPE_CHECKING:
@@ -31,9 +32,7 @@ def _contrast(vega_analysis: dict[str, Any], settings: dict[str, Any]) -> dict[s
     """The vega comparison to evaluate: ``settings.comparison`` or vega's GSEA contrast."""
     name = settings.get("comparison") or vega_analysis["gsea"]["comparison"]
     for comparison in vega_analysis["comparisons"]:
-        group2 = comparison.get("group2") or "rest"
-        default = f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
-        if (comparison.get("name") or default) == name:
+        if comparison_name(comparison) == name:
             gsea_contrast = name == vega_analysis["gsea"]["comparison"]
             return comparison | {"name": name, "is_gsea_contrast": gsea_contrast}
     raise GenevaeInputError(

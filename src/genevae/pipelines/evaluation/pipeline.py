@@ -10,18 +10,21 @@ prefixed ``evaluation.<part>.``; kedro-viz shows them as groups; ``--namespaces`
 - ``evaluation.benchmark``: recovery of planted modules on synthetic data;
 - ``evaluation.report``: the HTML report, cross-model tables and MLflow metrics.
 
-Model outputs are read through ``OptionalDataset`` entries (``evaluation.<model>.<output>``
-in catalog_evaluation.yml), so a model that has not run yields a "not run yet" section rather
-than a failed run. Every part saves its section; the report reads the latest saved section of
+Each model section scores the first registered dataset of its kind (conf/*/datasets.yml: the
+demos Kang, TCGA and Adamson unless conf/local lists others first). Model outputs are read
+through their ``@optional`` views (an ``OptionalDataset`` over the model pipeline's own file,
+e.g. ``vega.kang.model@optional``; catalog_vega.yml), so the lineage from the model to the
+report is unbroken and a model that has not run yields a "not run yet" section rather than a
+failed run. Every part saves its section; the report reads the latest saved section of
 each, so ``kedro run --pipelines evaluation --namespaces evaluation.tybalt,evaluation.report``
 refreshes one part and keeps the others from earlier runs.
 """
 
 from kedro.pipeline import Node, Pipeline
 
-from genevae.pipelines.data_processing.pipeline import GENE_SET_COLLECTIONS
 from genevae.pipelines.evaluation import benchmark, generalisation, modules, nodes, report
 from genevae.pipelines.vega.nodes import select_collection
+from genevae.registry import MODEL_PIPELINE, Registry
 
 SECTIONS = ("vega", "generalisation", "benchmark", "tybalt", "gpo_vae")
 REPORT = "params:evaluation.report"
@@ -53,8 +56,12 @@ def _section_nodes(name: str, lineage_inputs: list[str], parts: list[str]) -> li
     ]
 
 
-def latent_model_pipeline(name: str, *, with_modules: bool = False) -> Pipeline:
-    """Latent quality + reconstruction (+ module activity) of a model with a latent space."""
+def latent_model_pipeline(
+    name: str, sources: dict[str, str], *, analysis: str | None = None
+) -> Pipeline:
+    """Latent quality + reconstruction (+ module activity, given VEGA's analysis parameters)
+    of a model with a latent space; ``sources`` maps ``model``, ``encoded`` (and for modules
+    ``differential_activity``, ``gsea_comparison``) to the model pipeline's datasets."""
     settings = f"params:evaluation.{name}"
     node_list = [
         Node(
@@ -65,7 +72,7 @@ def latent_model_pipeline(name: str, *, with_modules: bool = False) -> Pipeline:
         )
     ]
     parts, lineage = ["latent_part", "reconstruction_part"], ["model", "encoded"]
-    if with_modules:
+    if analysis is not None:
         node_list.append(
             Node(
                 modules.module_activity,
@@ -74,7 +81,7 @@ def latent_model_pipeline(name: str, *, with_modules: bool = False) -> Pipeline:
                     "gsea_comparison",
                     "model",
                     "encoded",
-                    "params:vega.analysis",
+                    analysis,
                     settings,
                 ],
                 ["module_part", "module_comparison"],
@@ -83,10 +90,10 @@ def latent_model_pipeline(name: str, *, with_modules: bool = False) -> Pipeline:
         )
         parts.append("module_part")
         lineage += ["differential_activity", "gsea_comparison"]
-    return _part(name, node_list + _section_nodes(name, lineage, parts))
+    return _part(name, node_list + _section_nodes(name, lineage, parts), inputs=sources)
 
 
-def gpo_vae_pipeline() -> Pipeline:
+def gpo_vae_pipeline(comparison: str) -> Pipeline:
     """GPO-VAE's own comparison table (variants, baselines, noise ceiling) into a section."""
     node_list = [
         Node(
@@ -97,18 +104,19 @@ def gpo_vae_pipeline() -> Pipeline:
         ),
         *_section_nodes("gpo_vae", ["comparison"], ["results_part"]),
     ]
-    return _part("gpo_vae", node_list)
+    return _part("gpo_vae", node_list, inputs={"comparison": comparison})
 
 
-def generalisation_pipeline() -> Pipeline:
-    """VEGA Fig. 4 on the processed Kang data, with the trained model's own settings."""
+def generalisation_pipeline(dataset: str, collections: list[str]) -> Pipeline:
+    """VEGA Fig. 4 on a processed scRNA-seq dataset, with the trained model's own settings."""
     settings = "params:evaluation.generalisation"
-    masks = {c: f"kang_gene_module_mask_{c}" for c in GENE_SET_COLLECTIONS}
-    shared = ["kang_processed", "gene_module_mask", "vega_model", "params:vega", settings]
+    vega = f"params:vega.{dataset}"
+    masks = {c: f"{dataset}.gene_module_mask.{c}" for c in collections}
+    shared = ["processed", "gene_module_mask", "vega_model", vega, settings]
     node_list = [
         Node(
             select_collection,
-            {"collection": "params:vega.gene_module_collection", **masks},
+            {"collection": f"{vega}.gene_module_collection", **masks},
             "gene_module_mask",
             name="select_gene_module_mask",
         ),
@@ -125,7 +133,10 @@ def generalisation_pipeline() -> Pipeline:
     return _part(
         "generalisation",
         node_list,
-        inputs={"vega_model": "evaluation.vega.model", "kang_processed": "kang_processed"}
+        inputs={
+            "vega_model": f"vega.{dataset}.model@optional",
+            "processed": f"{dataset}.processed",
+        }
         | {mask: mask for mask in masks.values()},
     )
 
@@ -182,12 +193,44 @@ def report_pipeline() -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    return (
-        latent_model_pipeline("vega", with_modules=True)
-        + latent_model_pipeline("tybalt")
-        + gpo_vae_pipeline()
-        + generalisation_pipeline()
-        + benchmark_pipeline()
-        + report_pipeline()
-    )
+def _model_sections(registry: Registry) -> list[Pipeline]:
+    """The model sections, each on the first registered dataset of its model's kind."""
+    first = {
+        MODEL_PIPELINE[kind]: names[0]
+        for kind in MODEL_PIPELINE
+        if (names := registry.of_kind(kind))
+    }
+    sections = []
+    if "vega" in first:
+        kang = first["vega"]
+        outputs = ("model", "module_activities", "differential_activity", "gsea_comparison")
+        vega = {
+            local: f"vega.{kang}.{output}@optional"
+            for local, output in zip(
+                ("model", "encoded", "differential_activity", "gsea_comparison"),
+                outputs,
+                strict=True,
+            )
+        }
+        sections.append(
+            latent_model_pipeline("vega", vega, analysis=f"params:vega.{kang}.analysis")
+        )
+        collections = list(registry.datasets[kang].get("gene_sets") or [])
+        sections.append(generalisation_pipeline(kang, collections))
+    if "tybalt" in first:
+        bulk = first["tybalt"]
+        tybalt = {
+            "model": f"tybalt.{bulk}.model@optional",
+            "encoded": f"tybalt.{bulk}.encoded_samples@optional",
+        }
+        sections.append(latent_model_pipeline("tybalt", tybalt))
+    if "gpo_vae" in first:
+        sections.append(gpo_vae_pipeline(f"gpo_vae.{first['gpo_vae']}.comparison@optional"))
+    return sections
+
+
+def create_pipeline(registry: Registry | None = None, **kwargs) -> Pipeline:
+    from genevae.config import current_registry
+
+    registry = registry or current_registry()
+    return sum(_model_sections(registry), Pipeline([])) + benchmark_pipeline() + report_pipeline()

@@ -208,11 +208,14 @@ def training_curve_figure(history: pd.DataFrame, variant: dict[str, Any]) -> Fig
 
 def compare_predictors(
     model_input: AnnData,
-    reference_edges: pd.DataFrame,
     params: dict[str, Any],
+    reference_edges: pd.DataFrame | None = None,
     **variant_outputs: Any,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """One table (rows: GPO-VAE variants and baselines) of ATE, IWELBO and GRN metrics.
+
+    Without a reference network (no ``grn_reference`` in the dataset's registry entry) the
+    reference-network metrics are NaN.
 
     ``variant_outputs`` holds ``<predictor>__ate``, ``<predictor>__iwelbo`` and
     ``<predictor>__edges`` for every trained variant. Also returns the table's finite
@@ -237,8 +240,10 @@ def compare_predictors(
     return table.rename_axis("predictor"), evaluation.mlflow_metrics(table)
 
 
-def _reference(table: pd.DataFrame) -> pd.DataFrame:
+def _reference(table: pd.DataFrame | None) -> pd.DataFrame:
     """Reference edges with columns regulator, target from a source/target table."""
+    if table is None:
+        return pd.DataFrame(columns=["regulator", "target"], dtype=str)
     renamed = table.rename(columns={"source": "regulator"})
     missing = [c for c in ("regulator", "target") if c not in renamed.columns]
     if missing:

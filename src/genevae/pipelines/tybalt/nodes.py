@@ -150,7 +150,7 @@ def tsne_perplexity(requested: float, n_samples: int) -> float:
 
 
 def latent_maps(
-    encoded: AnnData, colors: pd.DataFrame, params: dict[str, Any]
+    encoded: AnnData, params: dict[str, Any], colors: pd.DataFrame | None = None
 ) -> dict[str, Figure]:
     """t-SNE (Tybalt's settings) and UMAP of the latent means, coloured by each obs key.
 
@@ -166,7 +166,7 @@ def latent_maps(
         "tsne": embed_2d(latent, method="tsne", perplexity=perplexity),
         "umap": embed_2d(latent, method="umap"),
     }
-    palette = cancer_type_palette(colors)
+    palette = cancer_type_palette(colors) if colors is not None else None
     return {
         f"{method}_by_{key}.png": embedding_scatter(
             coords,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genevae.analysis.labels import as_label
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError
@@ -123,14 +124,14 @@ def _restrict_cells(adata: AnnData, comparison: dict[str, Any], cell_type_key: s
     """The cells a comparison is about (all, or only the listed cell types)."""
     from genevae.analysis.bayes_factor import obs_labels
 
-    cell_types = comparison.get("cell_types")
+    cell_types = [as_label(cell_type) for cell_type in comparison.get("cell_types") or []]
     if not cell_types:
         return adata
     labels = obs_labels(adata.obs, cell_type_key)
     unknown = sorted(set(cell_types) - set(labels))
     if unknown:
         raise GenevaeInputError(
-            f"cell_types {unknown} of comparison {_comparison_name(comparison)!r} are not in "
+            f"cell_types {unknown} of comparison {comparison_name(comparison)!r} are not in "
             f"obs[{cell_type_key!r}] (available: {sorted(set(labels))})."
         )
     return adata[labels.isin(cell_types).to_numpy()]
@@ -162,7 +163,7 @@ def differential_activity_tables(
             n_genes_per_module=n_genes,
             **params["bayes_factor"],
         )
-        table.insert(0, "comparison", _comparison_name(comparison))
+        table.insert(0, "comparison", comparison_name(comparison))
         _log_comparison(table, cells.n_obs, time.perf_counter() - started)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
@@ -184,11 +185,11 @@ def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
     )
 
 
-def _comparison_name(comparison: dict[str, Any]) -> str:
+def comparison_name(comparison: dict[str, Any]) -> str:
     """``name`` if given, else e.g. ``condition:stimulated_vs_control``."""
     if comparison.get("name"):
         return str(comparison["name"])
-    group2 = comparison.get("group2") or "rest"
+    group2 = as_label(comparison.get("group2")) or "rest"  # a label 0 is a group, not the rest
     return f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
 
 
@@ -279,10 +280,13 @@ def gsea_comparison(
         run_prerank,
         wilcoxon_ranking,
     )
-    from genevae.plotting.modules import gsea_vs_bayes_factor
+    from genevae.plotting.modules import gsea_vs_bayes_factor, message_figure
 
+    if params["gsea"]["comparison"] is None:
+        logger.info("GSEA is off for this dataset (vega analysis gsea.comparison is null).")
+        return pd.DataFrame(), message_figure("GSEA is off (gsea_comparison: null)")
     contrast = next(
-        (c for c in params["comparisons"] if _comparison_name(c) == params["gsea"]["comparison"]),
+        (c for c in params["comparisons"] if comparison_name(c) == params["gsea"]["comparison"]),
         None,
     )
     if contrast is None:
@@ -295,7 +299,7 @@ def gsea_comparison(
         cells, contrast["groupby"], contrast["group1"], contrast.get("group2")
     )
     gsea = run_prerank(ranking, gene_sets, **params["gsea"]["prerank"])
-    bf = bf_table[bf_table["comparison"] == _comparison_name(contrast)]
+    bf = bf_table[bf_table["comparison"] == comparison_name(contrast)]
     table = compare_gsea_with_bayes_factors(gsea, bf)
     return table, gsea_vs_bayes_factor(table)
 

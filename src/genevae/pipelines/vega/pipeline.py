@@ -1,110 +1,135 @@
-"""vega: train VEGA on gene modules, encode module activities, Bayes factors, figures."""
+"""vega: one sub-pipeline per registered scRNA-seq dataset, ``vega.<dataset>``.
+
+Train VEGA on the dataset's gene-module mask, encode module activities, Bayes factors for the
+dataset's comparisons, GSEA beside them, figures. Inputs come from ``data_processing.<dataset>``
+(``<dataset>.processed``, ``<dataset>.gene_module_mask.<collection>``), outputs are named
+``vega.<dataset>.<output>`` and parameters are ``params:vega.<dataset>…``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
-from genevae.pipelines.data_processing.pipeline import GENE_SET_COLLECTIONS
+from genevae.pipelines.templates import instantiate
 from genevae.pipelines.vega import nodes
+from genevae.registry import Registry
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
+    out = f"vega.{name}"
+    processed = f"{name}.processed"
     collection = "params:vega.gene_module_collection"
-    masks = {c: f"kang_gene_module_mask_{c}" for c in GENE_SET_COLLECTIONS}
-    gene_sets = {c: f"{c}_gene_sets" for c in GENE_SET_COLLECTIONS}
-    return Pipeline(
-        [
-            Node(
-                nodes.select_collection,
-                inputs={"collection": collection, **masks},
-                outputs="vega_gene_module_mask",
-                name="select_gene_module_mask",
-            ),
-            Node(
-                nodes.select_collection,
-                inputs={"collection": collection, **gene_sets},
-                outputs="vega_gene_sets",
-                name="select_gene_sets",
-            ),
-            Node(
-                nodes.train_vega,
-                inputs=["kang_processed", "vega_gene_module_mask", "params:vega"],
-                outputs=["vega_model", "vega_training_history", "vega_final_metrics"],
-                name="train_vega",
-            ),
-            Node(
-                nodes.encode_module_activities,
-                inputs=["vega_model", "kang_processed", "params:vega.missing_genes"],
-                outputs="vega_module_activities",
-                name="encode_module_activities",
-            ),
-            Node(
-                nodes.decoder_weight_table,
-                inputs="vega_model",
-                outputs="vega_decoder_weights",
-                name="decoder_weight_table",
-            ),
-            Node(
-                nodes.differential_activity_tables,
-                inputs=["vega_model", "kang_processed", "params:vega.analysis"],
-                outputs="vega_differential_activity",
-                name="differential_activity",
-            ),
-            Node(
-                nodes.latent_maps,
-                inputs=["vega_module_activities", "params:vega.analysis"],
-                outputs="vega_latent_maps",
-                name="latent_maps",
-            ),
-            Node(
-                nodes.top_genes_table,
-                inputs=["vega_decoder_weights", "params:vega.analysis"],
-                outputs="vega_top_module_genes",
-                name="top_module_genes",
-            ),
-            Node(
-                nodes.volcano_figures,
-                inputs=["vega_differential_activity", "params:vega.analysis"],
-                outputs="vega_volcano_plots",
-                name="volcano_plots",
-            ),
-            Node(
-                nodes.activity_figures,
-                inputs=["vega_module_activities", "params:vega.analysis"],
-                outputs="vega_activity_plots",
-                name="activity_plots",
-            ),
-            Node(
-                nodes.gsea_comparison,
-                inputs=[
-                    "kang_processed",
-                    "vega_gene_sets",
-                    "vega_differential_activity",
-                    "params:vega.analysis",
-                ],
-                outputs=["vega_gsea_comparison", "vega_gsea_scatter"],
-                name="gsea_comparison",
-            ),
-            Node(
-                nodes.training_curve_figure,
-                inputs="vega_training_history",
-                outputs="vega_training_curves",
-                name="training_curves",
-            ),
-            Node(
-                nodes.bayes_factor_report,
-                inputs=[
-                    "vega_differential_activity",
-                    "vega_top_module_genes",
-                    "vega_gsea_comparison",
-                    "vega_volcano_plots",
-                    "vega_gsea_scatter",
-                    "vega_latent_maps",
-                    "vega_activity_plots",
-                    "vega_training_curves",
-                    "params:vega.analysis",
-                ],
-                outputs=["vega_report", "vega_headline"],
-                name="report",
-            ),
-        ],
-        tags="vega",
+    collections = entry.get("gene_sets") or ()
+    masks = {c: f"{name}.gene_module_mask.{c}" for c in collections}
+    gene_sets = {c: f"gene_sets.{c}" for c in collections}
+    return [
+        Node(
+            nodes.select_collection,
+            inputs={"collection": collection, **masks},
+            outputs=f"{out}.gene_module_mask",
+            name="select_gene_module_mask",
+        ),
+        Node(
+            nodes.select_collection,
+            inputs={"collection": collection, **gene_sets},
+            outputs=f"{out}.gene_sets",
+            name="select_gene_sets",
+        ),
+        Node(
+            nodes.train_vega,
+            inputs=[processed, f"{out}.gene_module_mask", "params:vega"],
+            outputs=[f"{out}.model@saved", f"{out}.training_history", f"{out}.final_metrics"],
+            name="train_vega",
+        ),
+        Node(
+            nodes.encode_module_activities,
+            inputs=[f"{out}.model@saved", processed, "params:vega.missing_genes"],
+            outputs=f"{out}.module_activities@saved",
+            name="encode_module_activities",
+        ),
+        Node(
+            nodes.decoder_weight_table,
+            inputs=f"{out}.model@saved",
+            outputs=f"{out}.decoder_weights",
+            name="decoder_weight_table",
+        ),
+        Node(
+            nodes.differential_activity_tables,
+            inputs=[f"{out}.model@saved", processed, "params:vega.analysis"],
+            outputs=f"{out}.differential_activity@saved",
+            name="differential_activity",
+        ),
+        Node(
+            nodes.latent_maps,
+            inputs=[f"{out}.module_activities@saved", "params:vega.analysis"],
+            outputs=f"{out}.latent_maps",
+            name="latent_maps",
+        ),
+        Node(
+            nodes.top_genes_table,
+            inputs=[f"{out}.decoder_weights", "params:vega.analysis"],
+            outputs=f"{out}.top_module_genes",
+            name="top_module_genes",
+        ),
+        Node(
+            nodes.volcano_figures,
+            inputs=[f"{out}.differential_activity@saved", "params:vega.analysis"],
+            outputs=f"{out}.volcano_plots",
+            name="volcano_plots",
+        ),
+        Node(
+            nodes.activity_figures,
+            inputs=[f"{out}.module_activities@saved", "params:vega.analysis"],
+            outputs=f"{out}.activity_plots",
+            name="activity_plots",
+        ),
+        Node(
+            nodes.gsea_comparison,
+            inputs=[
+                processed,
+                f"{out}.gene_sets",
+                f"{out}.differential_activity@saved",
+                "params:vega.analysis",
+            ],
+            outputs=[f"{out}.gsea_comparison@saved", f"{out}.gsea_scatter"],
+            name="gsea_comparison",
+        ),
+        Node(
+            nodes.training_curve_figure,
+            inputs=f"{out}.training_history",
+            outputs=f"{out}.training_curves",
+            name="training_curves",
+        ),
+        Node(
+            nodes.bayes_factor_report,
+            inputs=[
+                f"{out}.differential_activity@saved",
+                f"{out}.top_module_genes",
+                f"{out}.gsea_comparison@saved",
+                f"{out}.volcano_plots",
+                f"{out}.gsea_scatter",
+                f"{out}.latent_maps",
+                f"{out}.activity_plots",
+                f"{out}.training_curves",
+                "params:vega.analysis",
+            ],
+            outputs=[f"{out}.report", f"{out}.headline"],
+            name="report",
+        ),
+    ]
+
+
+def create_pipeline(registry: Registry | None = None, **kwargs: Any) -> Pipeline:
+    from genevae.config import current_registry
+
+    registry = registry or current_registry()
+    return sum(
+        (
+            instantiate("vega", name, _nodes(name, registry.datasets[name]))
+            for name in registry.of_kind("scrna")
+        ),
+        Pipeline([]),
     )

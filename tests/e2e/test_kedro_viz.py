@@ -150,42 +150,42 @@ def test_a_user_can_follow_a_raw_file_to_the_bayes_factors(viz: Server) -> None:
     children: dict[str, set[str]] = {}
     for edge in graph["edges"]:
         children.setdefault(edge["source"], set()).add(edge["target"])
-    reached, frontier = set(), [ids["kang_raw"]]
+    reached, frontier = set(), [ids["kang.raw"]]
     while frontier:
         node = frontier.pop()
         if node not in reached:
             reached.add(node)
             frontier.extend(children.get(node, ()))
-    assert ids["vega_differential_activity"] in reached
-    assert ids["vega_volcano_plots"] in reached
+    assert ids["vega.kang.differential_activity"] in reached
+    assert ids["vega.kang.volcano_plots"] in reached
 
 
 @pytest.mark.browser
 def test_dataset_previews_open(viz: Server, chromium: str, artifacts_dir: Path) -> None:
     ids = _ids_by_name(viz.get("/api/pipelines/vega"))
 
-    table = viz.get(f"/api/nodes/{ids['vega_differential_activity']}")
+    table = viz.get(f"/api/nodes/{ids['vega.kang.differential_activity']}")
     assert table["preview_type"] == "TablePreview"
     assert {"module", "ln_bf"} <= set(table["preview"]["columns"])
     assert len(table["preview"]["data"]) == 20  # preview_args.nrows in catalog_vega.yml
 
-    cells = viz.get(f"/api/nodes/{ids['kang_processed']}")
+    cells = viz.get(f"/api/nodes/{ids['kang.processed']}")
     assert cells["preview_type"] == "TablePreview"  # AnnDataDataset.preview: head of obs
     assert {"obs_name", "cell_type", "condition"} <= set(cells["preview"]["columns"])
 
-    figure = viz.get(f"/api/nodes/{ids['vega_training_curves']}")
+    figure = viz.get(f"/api/nodes/{ids['vega.kang.training_curves']}")
     assert figure["preview_type"] == "ImagePreview"
     assert base64.b64decode(figure["preview"]).startswith(b"\x89PNG")
 
     dom = browse(
         chromium,
-        f"{viz.url}/?pid=vega&sid={ids['vega_differential_activity']}",
+        f"{viz.url}/?pid=vega&sid={ids['vega.kang.differential_activity']}",
         screenshot=artifacts_dir / "kedro_viz_preview_table.png",
     )
     assert "Expand preview" in dom and "ln_bf" in dom and "REACTOME_" in dom
     dom = browse(
         chromium,
-        f"{viz.url}/?pid=vega&sid={ids['vega_training_curves']}",
+        f"{viz.url}/?pid=vega&sid={ids['vega.kang.training_curves']}",
         screenshot=artifacts_dir / "kedro_viz_preview_figure.png",
     )
     assert 'pipeline-metadata__plot-image" src="data:image/png;base64,' in dom

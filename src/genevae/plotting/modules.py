@@ -56,35 +56,58 @@ def _label_text(name: str, width: int = 32) -> str:
     return "\n".join([*lines, line])
 
 
+_LABEL_SPACINGS = ((1.15, 1.4), (1.25, 1.6), (1.4, 1.9))
+
+
 def _label_points(
     ax, table: pd.DataFrame, x: str, y: str, start_y: pd.Series | None = None
 ) -> None:
     """Name each row of ``table`` at its point; labels repel each other and the points
     (adjustText) and point back with a leader line. ``start_y`` moves labels' starting
-    height (e.g. off a crowded band). Labels stay out of the layout, so long names never
-    squeeze the axes."""
-    from adjustText import adjust_text
-
+    height (e.g. off a crowded band). adjustText is a heuristic: wider spacings are tried
+    until no two labels overlap. Labels stay out of the layout, so long names never squeeze
+    the axes."""
     if table.empty:
         return
     heights = table[y] if start_y is None else start_y.reindex(table.index).fillna(table[y])
+    starts = list(zip(table[x].astype(float), heights.astype(float), strict=True))
     texts = []
-    for (_, row), height in zip(table.iterrows(), heights, strict=True):
-        text = ax.text(row[x], height, _label_text(str(row["module"])), fontsize=6.5)
+    for (_, row), (x0, y0) in zip(table.iterrows(), starts, strict=True):
+        text = ax.text(x0, y0, _label_text(str(row["module"])), fontsize=6.5)
         text.set_in_layout(False)
         texts.append(text)
+    for spacing in _LABEL_SPACINGS:
+        for text, start in zip(texts, starts, strict=True):
+            text.set_position(start)
+        arrows = _adjust(ax, texts, table[x], table[y], spacing)
+        if not _overlapping(ax, texts) or spacing == _LABEL_SPACINGS[-1]:
+            return
+        for arrow in arrows:
+            arrow.remove()
+
+
+def _adjust(ax, texts: list, x: pd.Series, y: pd.Series, spacing: tuple[float, float]) -> list:
+    from adjustText import adjust_text
+
     ax.figure.canvas.draw()  # adjustText measures the drawn labels
-    adjust_text(
+    _, arrows = adjust_text(
         texts,
-        target_x=table[x].to_numpy(dtype=float),
-        target_y=table[y].to_numpy(dtype=float),
+        target_x=x.to_numpy(dtype=float),
+        target_y=y.to_numpy(dtype=float),
         ax=ax,
-        expand=(1.15, 1.4),
+        expand=spacing,
         force_text=(0.3, 0.6),
         iter_lim=500,
         min_arrow_len=0,
         arrowprops={"arrowstyle": "-", "color": "#555555", "lw": 0.5},
     )
+    return list(arrows)
+
+
+def _overlapping(ax, texts: list) -> bool:
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in texts]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
 
 
 def _below_band(labelled: pd.DataFrame, cap: float) -> pd.Series:
@@ -95,10 +118,14 @@ def _below_band(labelled: pd.DataFrame, cap: float) -> pd.Series:
     return pd.Series(np.sign(at_cap["ln_bf"]) * cap * (0.85 - 0.1 * steps), index=at_cap.index)
 
 
-def _label_room(ax, values: pd.Series) -> None:
-    """Headroom above the highest points, where the labels of the top modules can go."""
-    span = float(np.ptp(values)) or 1.0
-    ax.set_ylim(float(values.min()) - 0.05 * span, float(values.max()) + 0.25 * span)
+def _label_room(ax, values: pd.Series | None, x_values: pd.Series) -> None:
+    """Room above the highest points (unless ``values`` is None) and beside the outermost
+    ones, where the labels of the top modules (which sit there) can go."""
+    if values is not None:
+        span = float(np.ptp(values)) or 1.0
+        ax.set_ylim(float(values.min()) - 0.05 * span, float(values.max()) + 0.25 * span)
+    x_span = float(np.ptp(x_values)) or 1.0
+    ax.set_xlim(float(x_values.min()) - 0.05 * x_span, float(x_values.max()) + 0.15 * x_span)
 
 
 def _top(table: pd.DataFrame, n: int, by: Sequence[str]) -> pd.DataFrame:
@@ -163,11 +190,8 @@ def volcano(
     figure = Figure(figsize=(8.5, 6))
     FigureCanvasAgg(figure)
     ax = figure.subplots()
-    if saturated.any():
-        y = _saturation_band(ax, table, ln_bf_cap)
-    else:
-        y = table["ln_bf"]
-        _label_room(ax, y)
+    y = _saturation_band(ax, table, ln_bf_cap) if saturated.any() else table["ln_bf"]
+    _label_room(ax, None if saturated.any() else y, table["mean_diff"])
     table = table.assign(_y=y)
     for selected, colour, label, marker in (
         (~significant & ~saturated, _OTHER, "not significant", "o"),
@@ -252,7 +276,7 @@ def gsea_vs_bayes_factor(
         )
     ax.axhline(-np.log10(fdr_threshold), ls="--", lw=0.8, c="k")
     ax.axvline(ln_bf_threshold, ls="--", lw=0.8, c="k")
-    _label_room(ax, comparison["neg_log10_fdr"])
+    _label_room(ax, comparison["neg_log10_fdr"], comparison["abs_ln_bf"])
     ax.set_xlabel("VEGA |ln Bayes factor|")
     ax.set_ylabel("GSEA −log10 FDR")
     ax.set_title("GSEA pre-rank vs VEGA differential activity", fontsize=10)

@@ -37,6 +37,7 @@ def user_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
+    (root / "src").mkdir()  # the package itself is installed (editable) in the venv
     fetch_all(raw_dir=root / "data" / "01_raw", mirror=SHARED_DATA, progress=False)
     (script,) = _blocks("python")
     subprocess.run([sys.executable, "-c", script], cwd=root, check=True)

@@ -12,6 +12,7 @@ from genevae.hooks import (
     DatasetRuns,
     RunContextHook,
 )
+from genevae.validation_hook import ConfigValidationHook
 
 # System metrics (CPU/GPU utilisation and memory) are logged with every MLflow run, by one
 # monitor that RunContextHook starts; set MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false to turn
@@ -50,6 +51,7 @@ logging.getLogger("py.warnings").addFilter(_DropPredictTypeHintWarning())
 
 _DATASET_RUNS = DatasetRuns()  # one MLflow run per pipeline × dataset (genevae.hooks)
 HOOKS = (
+    ConfigValidationHook(),  # checks the configuration before any node runs (tryfirst)
     DataLineageHook(_DATASET_RUNS),
     DatasetRunHook(_DATASET_RUNS),
     DatasetRunCloser(_DATASET_RUNS),

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import norm
 
 from genevae.analysis.bayes_factor import (
     bayes_factor_from_latents,
@@ -57,7 +58,50 @@ def test_shifted_modules_get_large_bayes_factors_with_the_right_sign():
         "module", "p_h1", "p_h2", "ln_bf", "mean_diff", "n_genes", "is_significant"
     ]  # fmt: skip
     assert table["ln_bf"].abs().is_monotonic_decreasing
-    np.testing.assert_allclose(table["p_h1"] + table["p_h2"], 1.0)
+
+
+@pytest.mark.parametrize("mode", ["vanilla", "change"])
+def test_probabilities_match_the_normal_difference_of_the_groups(mode):
+    """z1 ~ N(μ, 1), z2 ~ N(0, 1): z1 − z2 ~ N(μ, 2), so every probability is known exactly."""
+    shifts = np.array([0.0, 0.5, 1.0, 2.0, -1.0, 3.5])
+    rng = np.random.default_rng(0)
+    z1 = rng.normal(size=(50_000, len(shifts))) + shifts
+    z2 = rng.normal(size=(50_000, len(shifts)))
+    stats = bayes_factor_from_latents(z1, z2, 200_000, rng, mode=mode, delta=2.0)
+    spread = np.sqrt(2.0)
+    p_h1 = norm.cdf(shifts / spread)
+    np.testing.assert_allclose(stats["p_h1"], p_h1, atol=0.006)
+    np.testing.assert_allclose(stats["p_h2"], norm.cdf(-shifts / spread), atol=0.006)
+    np.testing.assert_allclose(stats["mean_diff"], shifts, atol=0.02)
+    if mode == "vanilla":
+        expected = np.log(p_h1) - np.log1p(-p_h1)
+    else:
+        p_da = norm.sf((2.0 - shifts) / spread) + norm.cdf((-2.0 - shifts) / spread)
+        np.testing.assert_allclose(stats["p_da"], p_da, atol=0.006)
+        expected = np.log(p_da) - np.log1p(-p_da)
+    np.testing.assert_allclose(stats["ln_bf"], expected, atol=0.05)
+
+
+def test_change_mode_significance_is_the_fdr_call_not_the_volcano_thresholds():
+    """A sure change of 2.5 > δ is called although |mean diff| < 3; a sure non-change is not."""
+    rng = np.random.default_rng(1)
+    labels = np.array(["ctrl", "stim"] * 200)
+    latent = rng.normal(scale=0.05, size=(400, 4))
+    latent[labels == "stim", 0] += 2.5  # |z1 − z2| ≈ 2.5 > δ = 2 in every pair
+    latent[labels == "stim", 1] += 1.0  # |z1 − z2| ≈ 1 < δ in every pair: |ln BF| is large
+    latent[labels == "stim", 2] += 8.0  # large on every criterion
+    table = differential_activity(
+        _lookup(latent), labels, "stim", "ctrl", mode="change", delta=2.0, fdr_target=0.05
+    )
+    by_module = table.set_index("module")
+    assert by_module.loc["module_0", "mean_diff"] < 3 and by_module.loc["module_1", "ln_bf"] < -3
+    assert by_module["is_significant"].to_dict() == {
+        "module_0": True, "module_1": False, "module_2": True, "module_3": False
+    }  # fmt: skip
+    assert table["is_significant"].equals(table["is_da_fdr"])
+    assert table["p_da"].is_monotonic_decreasing
+    vanilla = differential_activity(_lookup(latent), labels, "stim", "ctrl").set_index("module")
+    assert not vanilla.loc["module_0", "is_significant"]  # the volcano rule: |mean diff| < 3
 
 
 def test_same_seed_gives_identical_tables_and_other_seeds_differ():

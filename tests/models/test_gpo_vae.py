@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.distributions import NegativeBinomial
+from torch.distributions import NegativeBinomial, Normal
 
 from genevae.errors import GenevaeInputError
 from genevae.models.gpo_vae import (
     _MEAN_EPS,
     GPOVAE,
+    GlobalLatents,
     _negative_binomial_log_likelihood,
     grn_alignment_loss,
     k_hop_accumulation,
@@ -118,13 +121,31 @@ def test_artifact_ablation_drops_artifact_terms_and_keys():
     assert model.encode(batch).shape == (N_CELLS, N_LATENT)
 
 
-def test_grn_ablation_needs_no_delta_x_and_leaves_logits_to_the_elbo():
-    model = make_model(grn_alignment=False, penalty_coeff=0.0)
-    batch = {k: v for k, v in make_batch().items() if k != "delta_x"}
+def _loss_and_logit_gradient(model: GPOVAE, batch: dict[str, torch.Tensor]):
+    torch.manual_seed(11)  # the same particles for both models
     terms = model.loss(batch)
-    assert terms["grn_alignment"].item() == 0.0
-    full = make_model().loss(make_batch())
-    assert full["grn_alignment"] > 0
+    terms["loss"].backward()
+    return terms, model.mask_logits.grad.clone()
+
+
+def test_grn_ablation_needs_no_delta_x_and_removes_only_the_grn_term():
+    """Same weights and draws: the ablated loss and logit gradient are the full ones minus GRN."""
+    full_model, ablated_model = make_model(), make_model(grn_alignment=False)
+    ablated_model.load_state_dict(full_model.state_dict())
+    batch = make_batch()
+    full, full_gradient = _loss_and_logit_gradient(full_model, batch)
+    no_delta_x = {k: v for k, v in batch.items() if k != "delta_x"}
+    ablated, ablated_gradient = _loss_and_logit_gradient(ablated_model, no_delta_x)
+    torch.testing.assert_close(ablated["loss"], full["loss"] - full["grn_alignment"])
+    logits = full_model.mask_logits.detach().clone().requires_grad_(True)
+    grn = full_model.config["gloss_coeff"] * grn_alignment_loss(
+        logits, batch["dosage"], batch["delta_x"], hop=5, fc_criteria=0.4
+    )
+    grn.backward()
+    assert logits.grad.abs().sum() > 0
+    torch.testing.assert_close(ablated_gradient, full_gradient - logits.grad)
+    with pytest.raises(GenevaeInputError, match="delta_x"):
+        full_model.loss(no_delta_x)
 
 
 def test_reconstruction_is_class_balanced_with_alpha():
@@ -297,15 +318,23 @@ def test_encode_is_deterministic_and_iwelbo_tightens_with_particles():
 
 
 def test_grn_probabilities_and_config_round_trip():
-    model = make_model()
+    model = make_model(mask_init=2.0, fc_criteria=0.7)
+    with torch.no_grad():
+        model.mask_logits[0, 1] = float("nan")  # the guide reads NaN logits as 0
     probabilities = model.grn_probabilities()
-    assert probabilities.shape == (N_NODES, N_NODES)
-    torch.testing.assert_close(probabilities, torch.full((N_NODES, N_NODES), 0.5))
+    expected = torch.full((N_NODES, N_NODES), 1 / (1 + math.exp(-2.0)))
+    expected[0, 1] = 0.5
+    torch.testing.assert_close(probabilities, expected)
     rebuilt = type(model)(**model.config)
     rebuilt.load_state_dict(model.state_dict())
-    torch.testing.assert_close(rebuilt.gene_log_sd, model.gene_log_sd)
-    assert model.model_type == "gpo_vae"
-    assert model.config["fc_criteria"] == 0.4 and model.config["n_latent"] == N_LATENT
+    batch = make_batch()
+    torch.testing.assert_close(rebuilt.encode(batch), model.encode(batch))
+    losses = []
+    for candidate in (model, rebuilt):
+        torch.manual_seed(4)
+        losses.append(candidate.loss(batch))
+    for term, value in losses[0].items():  # fc_criteria 0.7 reaches the GRN term of both
+        torch.testing.assert_close(losses[1][term], value, equal_nan=True)
 
 
 def test_missing_or_misshapen_batch_keys_are_named():
@@ -432,3 +461,85 @@ def test_synthetic_screen_recovers_grn_and_predicts_held_out_effects():
         report.loc["model", "ate_pearson_all"]
         > 0.8 * report.loc["training_mean", "ate_pearson_all"]
     )
+
+
+def _log_normal(x: float, mean: float = 0.0, sd: float = 1.0) -> float:
+    return -0.5 * math.log(2 * math.pi) - math.log(sd) - (x - mean) ** 2 / (2 * sd**2)
+
+
+def _log_bernoulli(value: float, probability: float) -> float:
+    return math.log(probability if value else 1 - probability)
+
+
+def test_plated_kl_matches_a_hand_computed_two_node_case():
+    """Per cell: its perturbation's rows of E, M once per perturbation group, qc_E once per
+    failing cell; over the training cells the weights add up to one full copy of each."""
+    model = GPOVAE(n_genes=3, n_nodes=2, n_latent=1, mask_prior=0.3, **{
+        k: 8 for k in ("decoder_hidden", "basal_encoder_hidden", "embedding_encoder_hidden")
+    })  # fmt: skip
+    logits = [[0.0, 1.0], [-1.0, 2.0]]
+    with torch.no_grad():
+        model.mask_logits.copy_(torch.tensor(logits))
+    mask, embedding = [[1.0, 0.0], [1.0, 1.0]], [[0.5, -1.0], [2.0, 0.0]]
+    loc, scale = [[0.0, 0.0], [1.0, 0.0]], [[1.0, 2.0], [1.0, 0.5]]
+    latents = GlobalLatents(
+        mask=torch.tensor([mask]),
+        embedding=torch.tensor([embedding]),
+        q_embedding=Normal(torch.tensor([loc]), torch.tensor([scale])),
+        artifact=torch.tensor([[[0.3]]]),
+        q_artifact=Normal(torch.tensor([[[0.1]]]), torch.tensor([[[0.5]]])),
+    )
+    sigmoid = lambda value: 1 / (1 + math.exp(-value))  # noqa: E731
+    rows = [
+        sum(
+            _log_normal(embedding[t][j]) - _log_normal(embedding[t][j], loc[t][j], scale[t][j])
+            + _log_bernoulli(mask[t][j], 0.3) - _log_bernoulli(mask[t][j], sigmoid(logits[t][j]))
+            for j in range(2)
+        )
+        for t in range(2)
+    ]  # fmt: skip
+    artifact = _log_normal(0.3) - _log_normal(0.3, 0.1, 0.5)
+    # cells: control failing QC; two of perturbation 0 (one failing); one of perturbation 1
+    dosage = _one_hot(torch.tensor([-1, 0, 0, 1]), 2)
+    qc = torch.tensor([[1.0], [0.0], [1.0], [0.0]])
+    batch = {"dosage": dosage, "qc": qc, **plated_weights(dosage, qc)}
+    expected = [artifact / 2, rows[0] / 2, rows[0] / 2 + artifact / 2, rows[1]]
+    per_cell = model._plated_log_ratio(batch, latents)
+    torch.testing.assert_close(per_cell, torch.tensor([expected]), rtol=1e-5, atol=1e-5)
+    assert per_cell.sum().item() == pytest.approx(rows[0] + rows[1] + artifact, rel=1e-5)
+
+
+def test_loss_reports_minus_the_batch_mean_of_the_plated_log_ratio():
+    model, batch = make_model(), make_batch()
+    latents = model.sample_global_latents(model.config["n_particles"])
+    model.sample_global_latents = lambda n_particles, generator=None: latents
+    expected = -model._plated_log_ratio(batch, latents).mean()
+    torch.testing.assert_close(model.loss(batch)["kl_global"], expected)
+
+
+def test_iwelbo_is_below_the_exact_log_likelihood_and_reaches_it_with_particles():
+    """With a decoder that ignores its input, log p(x) = Σ log NB(x | library · softmax(b)) is
+    exact; the bound is below it for few particles and converges to it as they grow."""
+    model, batch = make_model(artifact_latent=False, seed=2).eval(), make_batch()
+    with torch.no_grad():
+        model.decoder_output.weight.zero_()
+        model.decoder_output.bias.copy_(torch.linspace(-1, 1, N_GENES))
+        model.log_concentration.copy_(torch.linspace(0, 2, N_GENES))
+        mean = batch["library"] * torch.softmax(model.decoder_output.bias, 0) + _MEAN_EPS
+        concentration = model.log_concentration.exp()
+        exact = NegativeBinomial(concentration, probs=mean / (mean + concentration))
+        log_px = exact.log_prob(batch["counts"]).sum(1)
+    batch = {k: v for k, v in batch.items() if k in ("counts", "dosage", "library")}
+
+    def mean_gap(n_particles: int, n_seeds: int) -> torch.Tensor:
+        """log p(x) − IWELBO per cell, averaged over seeds (the bound holds in expectation)."""
+        bounds = [
+            model.iwelbo(batch, n_particles, generator=torch.Generator().manual_seed(seed))
+            for seed in range(n_seeds)
+        ]
+        return log_px - torch.stack(bounds).mean(0)
+
+    single, ten, many = mean_gap(1, 200), mean_gap(10, 30), mean_gap(3000, 1)
+    assert (single > 0).all() and single.mean() > 0.2  # ELBO gap: q(z_basal | x) ≠ the prior
+    assert 0 < ten.mean() < 0.5 * single.mean()
+    assert many.mean().abs() < 0.01 and many.abs().max() < 0.2

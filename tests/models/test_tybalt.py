@@ -75,7 +75,11 @@ def test_decoder_high_weight_genes_are_planted_programs(trained):
     model, expression, *_ = trained
     weights = pd.DataFrame(model.decoder_weights(), index=expression.columns)
     assert weights.shape == (N_GENES, LATENT)
-    np.testing.assert_array_equal(weights.to_numpy(), model.decoder.weight.detach().numpy())
+    # Column k is node k's effect on each gene's logit: logit x̂(e_k) − logit x̂(0).
+    with torch.no_grad():
+        codes = torch.cat([torch.zeros(1, LATENT), torch.eye(LATENT)])
+        effects = torch.logit(model.decode(codes).double())
+    np.testing.assert_allclose((effects[1:] - effects[0]).T.numpy(), weights.to_numpy(), atol=1e-4)
 
     programs = expression.attrs["type_programs"]
     positive = high_weight_genes(weights).query("tail == 'positive'")
@@ -87,6 +91,25 @@ def test_decoder_high_weight_genes_are_planted_programs(trained):
     ]
     assert (node_types.nunique() == 1).all()
     assert node_types.first().nunique() >= 3
+
+
+@pytest.mark.parametrize(
+    ("kl_warmup", "kappa", "expected"),
+    [
+        ("paper", 1.0, 1),
+        ("paper", 0.5, 2),
+        ("paper", 0.3, 4),
+        ("paper", 0.0, 0),
+        ("original", 1.0, 0),
+    ],
+)
+def test_warmup_epochs_are_those_before_beta_reaches_its_final_value(kl_warmup, kappa, expected):
+    model = Tybalt(n_genes=4, latent_dim=2, kl_warmup=kl_warmup, kappa=kappa)
+    assert model.warmup_epochs == expected
+    final = model.kl_weight(10**6)
+    assert [model.kl_weight(e) == final for e in range(expected + 2)] == [False] * expected + [
+        True
+    ] * 2
 
 
 def test_generate_samples_prior_into_unit_interval(trained):

@@ -86,23 +86,65 @@ def test_config_is_json_and_rebuilds_the_model_with_its_mask_from_the_state_dict
     torch.testing.assert_close(rebuilt.encode(batch), model.encode(batch))
 
 
+def _off_mask() -> torch.Tensor:
+    return torch.as_tensor(_mask()) == 0
+
+
 def test_decoder_starts_non_negative_and_masked_with_ones_for_covariates():
+    """The raw parameter (not W ⊙ M, zero off the mask by construction) is zeroed and clamped."""
     model = _small_vega(n_covariates=3)
-    weight = model.decoder.masked_weight()
-    assert torch.all(weight >= 0)
-    assert torch.all(weight[:, :N_MODULES][torch.as_tensor(_mask()) == 0] == 0)
+    raw = model.decoder.weight.detach()
+    assert torch.all(raw >= 0)
+    assert torch.all(raw[:, :N_MODULES][_off_mask()] == 0)
+    assert (raw[:, :N_MODULES][~_off_mask()] > 0).float().mean() > 0.4  # about half clamped
     assert torch.all(model.decoder.mask[:, N_MODULES:] == 1)
     assert model.decoder_weights().shape == (N_GENES, N_MODULES)
 
 
 def test_training_keeps_decoder_masked_and_non_negative_and_loss_falls():
+    """Raw off-mask weights stay exactly 0 under Adam with weight decay: no gradient reaches them."""
     model = _small_vega()
     x = torch.rand(200, N_GENES) * 3
     history = _train(model, {"x": x}, epochs=30, lr=3e-3)
     assert history[-1] < 0.7 * history[0]
-    weights = model.decoder_weights()
-    assert np.all(weights[_mask() == 0] == 0)
-    assert np.all(model.decoder.weight.detach().numpy() >= 0)
+    raw = model.decoder.weight.detach()
+    assert torch.all(raw[:, :N_MODULES][_off_mask()] == 0)
+    assert torch.all(raw >= 0)
+
+
+def test_decoder_gradient_is_zero_off_the_mask_and_non_zero_on_it():
+    model = _small_vega(dropout=0.0, z_dropout=0.0)
+    model.loss({"x": torch.rand(32, N_GENES) * 3})["loss"].backward()
+    gradient = model.decoder.weight.grad
+    assert torch.all(gradient[_off_mask()] == 0)
+    assert torch.all(gradient[~_off_mask()] != 0)
+
+
+def test_a_module_node_changes_only_its_own_genes_even_with_off_mask_raw_weights():
+    """The forward pass applies the mask: raw weights planted off the mask have no effect."""
+    model = _small_vega(positive_decoder=False).eval()
+    with torch.no_grad():
+        model.decoder.weight.fill_(1.0)  # off-mask raw entries are now non-zero
+    z = torch.randn(3, N_MODULES)
+    for module in range(N_MODULES):
+        bumped = z.clone()
+        bumped[:, module] += 2.0
+        change = model.decode(bumped) - model.decode(z)
+        in_module = torch.as_tensor(_mask()[:, module] == 1)
+        assert torch.all(change[:, ~in_module] == 0)
+        torch.testing.assert_close(change[:, in_module], torch.full_like(change[:, in_module], 2.0))
+
+
+@pytest.mark.parametrize("positive", [True, False])
+def test_positivity_projection_clamps_the_raw_weights_after_a_step(positive):
+    model = _small_vega(positive_decoder=positive)
+    with torch.no_grad():
+        model.decoder.weight.copy_(torch.linspace(-1, 1, N_GENES * N_MODULES).reshape(N_GENES, -1))
+    before = model.decoder.weight.detach().clone()
+    model.after_optimizer_step()
+    after = model.decoder.weight.detach()
+    expected = before.clamp(min=0) if positive else before
+    assert torch.equal(after, expected)
 
 
 def test_signed_decoder_when_positive_projection_is_off():
@@ -185,11 +227,16 @@ def test_shared_training_stack_runs_the_projection_hook():
     from genevae.training.batches import TensorData
 
     model = _small_vega()
+    projections = []
+    project = model.after_optimizer_step
+    model.after_optimizer_step = lambda: (projections.append(1), project())
     data = TensorData({"x": np.random.default_rng(0).random((128, N_GENES), dtype=np.float32)})
     settings = training.TrainingSettings(max_epochs=3, batch_size=32, progress_bar=False)
     result = training.train_model(model, data, None, settings, log_to_mlflow=False)
-    assert np.all(result.model.decoder.weight.detach().numpy() >= 0)
-    assert np.all(result.model.decoder_weights()[_mask() == 0] == 0)
+    raw = result.model.decoder.weight.detach()
+    assert len(projections) == 3 * 4  # 128 cells / 32 per batch, 3 epochs
+    assert torch.all(raw >= 0)
+    assert torch.all(raw[:, :N_MODULES][_off_mask()] == 0)
 
 
 def test_planted_modules_have_the_largest_bayes_factors():

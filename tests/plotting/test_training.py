@@ -35,6 +35,18 @@ def test_training_curves_one_panel_per_term_with_train_and_val():
     assert [line.get_label() for line in fig.axes[3].get_lines()] == ["train"]
 
 
+def test_training_curves_mark_the_epoch_whose_weights_were_kept():
+    history = _history().assign(best=lambda table: table["epoch"] == 3)
+    loss_ax = training_curves(history).axes[0]
+    [marker] = [line for line in loss_ax.get_lines() if line.get_label().startswith("kept")]
+    assert marker.get_label() == "kept weights (epoch 3)"
+    np.testing.assert_array_equal(marker.get_xdata(), [3, 3])
+    assert not any(
+        line.get_label().startswith("kept")
+        for line in training_curves(_history()).axes[0].get_lines()
+    )
+
+
 def test_training_curves_refuses_wrong_layout():
     with pytest.raises(GenevaeInputError, match=r"lacks column\(s\) \['split'\]"):
         training_curves(_history().drop(columns="split"))

@@ -278,16 +278,30 @@ def test_build_gpo_inputs_end_to_end(screen, gpo):
 
 
 def test_build_gpo_inputs_bug_mode_and_node_matching(screen, gpo):
-    buggy = build_gpo_inputs(
-        screen.adata,
-        "perturbation",
-        screen.control_label,
-        lfc_threshold=1.0,
-        filter_mode="original_precedence_bug",
-        match_on="node_genes",
-    )
-    assert buggy.node_names[:8] == gpo.node_names[:8]
-    assert buggy.delta_x.shape[1] == len(buggy.node_names)
+    """Bug mode admits a planted non-significant down gene as a node; matching on every node
+    brings the matched controls closer on the extra nodes than matching on perturbed genes."""
+    shell = screen.adata.copy()
+    shell.X = log_normalise_counts(shell.X)
+    de_table = rank_genes_long(shell, "perturbation", screen.control_label)
+    planted = next(g for g in screen.adata.var_names if g not in gpo.node_names)
+    noise = {"group": "REG0", "names": planted, "logfoldchanges": -5.0, "pvals_adj": 0.9}
+    de_table = pd.concat([de_table, pd.DataFrame([noise | {"scores": 1e6}])], ignore_index=True)
+    build = lambda **options: build_gpo_inputs(  # noqa: E731
+        screen.adata, "perturbation", screen.control_label, lfc_threshold=1.0, seed=0,
+        de_table=de_table, **options,
+    )  # fmt: skip
+    paper, buggy = build(), build(filter_mode="original_precedence_bug")
+    assert planted not in paper.node_names and planted in buggy.node_names
+    assert (buggy.dosage[:, buggy.node_names.index(planted)] == 0).all()  # extra: never dosed
+
+    by_nodes = build(match_on="node_genes")
+    perturbed = by_nodes.matched_control >= 0
+    extra = slice(paper.n_perturbed, None)
+    assert paper.n_perturbed == 8 and len(paper.node_names) > 8
+    on_nodes = by_nodes.delta_x[perturbed, extra].mean()
+    on_perturbed_genes = paper.delta_x[perturbed, extra].mean()
+    assert on_nodes < 0.9 * on_perturbed_genes
+    assert (by_nodes.split[by_nodes.matched_control[perturbed]] == by_nodes.split[perturbed]).all()
 
 
 def test_build_gpo_inputs_input_errors(screen):

@@ -8,7 +8,7 @@ import torch
 from genevae.errors import GenevaeInputError
 from genevae.training import InMemoryBatches, TensorData, TrainingSettings, encode, train_model
 from genevae.training.module import NonFiniteLossError
-from tests.training.toy import ToyAutoencoder, low_rank_data
+from tests.training.toy import DriftingModel, ToyAutoencoder, constant_rows, low_rank_data
 
 
 def _data(n: int = 256) -> TensorData:
@@ -223,3 +223,83 @@ def test_progress_bar_counts_epochs_from_one_like_the_log():
     bar = EpochProgressBar()
     bar._trainer = SimpleNamespace(max_epochs=20)
     assert bar._get_train_description(19).strip() == "Epoch 20/20"
+
+
+def _drifting_run(**overrides):
+    """Train DriftingModel (validation loss falls, then rises) with one batch per epoch."""
+    model = DriftingModel()
+    train, validation = (
+        TensorData({"x": constant_rows(10.0)}),
+        TensorData({"x": constant_rows(3.0)}),
+    )
+    settings = _settings(**{"max_epochs": 12, "batch_size": 16, "learning_rate": 0.5, **overrides})
+    return model, train_model(model, train, validation, settings)
+
+
+def _val_loss(history):
+    return history.query("split == 'val' and term == 'loss'").set_index("epoch")["value"]
+
+
+def test_training_returns_the_weights_of_the_best_validation_epoch():
+    model, result = _drifting_run()
+    val_loss = _val_loss(result.history)
+    k = int(val_loss.idxmin())
+    assert 0 < k < 11  # the scenario: falls until epoch k, then rises every epoch
+    assert (val_loss.diff().loc[1:k] < 0).all() and (val_loss.diff().loc[k + 1 :] > 0).all()
+    assert result.best_epoch == result.weights_epoch == k
+    assert torch.equal(model.w, model.snapshots[k]["w"])
+    assert not torch.equal(model.w, model.snapshots[k + 1]["w"])
+    assert result.history.loc[result.history["best"], "epoch"].unique().tolist() == [k]
+
+
+def test_restore_best_weights_false_keeps_the_last_epoch():
+    model, result = _drifting_run(restore_best_weights=False)
+    longer, _ = _drifting_run(restore_best_weights=False, max_epochs=13)
+    assert result.weights_epoch == 11
+    assert result.best_epoch == int(_val_loss(result.history).idxmin()) < 11
+    assert torch.equal(model.w, longer.snapshots[11]["w"])
+
+
+def test_early_stopping_returns_the_best_epoch_not_the_last():
+    model, result = _drifting_run(early_stopping_patience=2)
+    k = result.best_epoch
+    assert result.epochs_run == k + 3  # stopped two epochs after the best
+    assert torch.equal(model.w, model.snapshots[k]["w"])
+
+
+def test_resumed_run_restores_a_best_epoch_from_before_the_interruption(tmp_path):
+    uninterrupted, full = _drifting_run()
+    assert full.best_epoch < 8
+    _drifting_run(max_epochs=8, checkpoint_dir=str(tmp_path))
+    model, resumed = _drifting_run(checkpoint_dir=str(tmp_path), resume=True)
+    assert sorted(resumed.history["epoch"].unique()) == list(range(8, 12))
+    assert resumed.best_epoch == full.best_epoch
+    assert torch.equal(model.w, uninterrupted.w)
+
+
+def test_no_epoch_of_a_kl_warm_up_is_chosen_as_best():
+    class WarmingUp(DriftingModel):
+        warmup_epochs = 20  # longer than the run: no epoch qualifies, the last weights stay
+
+    model = WarmingUp()
+    train, validation = (
+        TensorData({"x": constant_rows(10.0)}),
+        TensorData({"x": constant_rows(3.0)}),
+    )
+    result = train_model(model, train, validation, _settings(max_epochs=4, batch_size=16))
+    assert result.best_epoch is None and result.weights_epoch == 3
+    assert not result.history["best"].any()
+
+
+@pytest.mark.slow
+def test_ddp_spawn_returns_the_best_epoch_weights_to_the_caller():
+    """Workers restore before Lightning ships rank 0's weights; the epoch comes back too."""
+    single, expected = _drifting_run()
+    model, result = _drifting_run(accelerator="cpu", devices=2, strategy="ddp_spawn")
+    assert result.best_epoch == expected.best_epoch
+    assert torch.equal(model.w, single.w)
+
+
+def test_a_monitor_that_is_not_logged_is_named_with_the_logged_ones():
+    with pytest.raises(GenevaeInputError, match=r"early_stopping_monitor='val/los'.*'val/loss'"):
+        _drifting_run(max_epochs=1, early_stopping_monitor="val/los")

@@ -160,12 +160,14 @@ def differential_activity(
         fdr_target: posterior expected FDR of the ``"change"`` mode calls.
         seed: seeds the cell and pair draws.
         module_names, n_genes_per_module: labels and gene counts (mask column sums) per module.
-        ln_bf_threshold, mean_diff_threshold: ``is_significant`` needs |ln BF| and |mean diff|
-            above these (paper volcano: 3 and 3).
+        ln_bf_threshold, mean_diff_threshold: in ``"vanilla"`` mode ``is_significant`` needs
+            |ln BF| and |mean diff| above these (paper volcano: 3 and 3). In ``"change"`` mode
+            it is the FDR-controlled call ``is_da_fdr``: δ already sets the effect size.
 
     Returns:
         One row per module: module, p_h1, p_h2, ln_bf, mean_diff, n_genes, is_significant
-        (plus p_da and is_da_fdr in ``"change"`` mode), sorted by |ln BF| descending.
+        (plus p_da and is_da_fdr in ``"change"`` mode), sorted by |ln BF| descending
+        (``"change"`` mode: by p_da descending, as the FDR calls rank them).
     """
     _check_sampling(mode, n_samples, n_pairs)
     label_array = np.asarray(labels).astype(str)
@@ -217,13 +219,18 @@ def _result_table(
             ),
         }
     )
-    table["is_significant"] = (table["ln_bf"].abs() > ln_bf_threshold) & (
-        table["mean_diff"].abs() > mean_diff_threshold
-    )
     if "p_da" in stats:
+        calls = fdr_controlled_calls(stats["p_da"], fdr_target)
+        table["is_significant"] = calls
         table["p_da"] = stats["p_da"]
-        table["is_da_fdr"] = fdr_controlled_calls(stats["p_da"], fdr_target)
-    order = np.argsort(-table["ln_bf"].abs().to_numpy(), kind="stable")
+        table["is_da_fdr"] = calls
+        ranking = stats["p_da"]
+    else:
+        table["is_significant"] = (table["ln_bf"].abs() > ln_bf_threshold) & (
+            table["mean_diff"].abs() > mean_diff_threshold
+        )
+        ranking = table["ln_bf"].abs().to_numpy()
+    order = np.argsort(-ranking, kind="stable")
     return table.iloc[order].reset_index(drop=True)
 
 

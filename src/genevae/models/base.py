@@ -35,5 +35,14 @@ class GenerativeModel(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Hook called at the start of each training epoch (e.g. KL warm-up)."""
 
+    @property
+    def warmup_epochs(self) -> int:
+        """Leading epochs whose loss is not comparable with later ones (e.g. a KL warm-up).
+
+        Training never picks one of them as the best epoch: a loss with a smaller KL weight is
+        lower without the model being better.
+        """
+        return 0
+
     def after_optimizer_step(self) -> None:
         """Hook called after every optimiser step (e.g. projecting weights)."""

@@ -103,6 +103,16 @@ class Tybalt(GenerativeModel):
         """Set β for this epoch (the KL warm-up)."""
         self.beta.fill_(self.kl_weight(epoch))
 
+    @property
+    def warmup_epochs(self) -> int:
+        """Epochs before β reaches its final value (1, or 0 with κ = 0 or ``original``)."""
+        if self.config["kl_warmup"] == "original" or self.config["kappa"] == 0:
+            return 0
+        epoch = max(0, math.floor(1 / self.config["kappa"]) - 1)
+        while self.kl_weight(epoch) < 1:
+            epoch += 1
+        return epoch
+
     def _posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = F.relu(self.mean_branch(x))
         logvar = self.logvar_branch(x)

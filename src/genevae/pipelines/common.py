@@ -215,6 +215,8 @@ def fit_model_on_split(
         "device": result.device,
         "device_name": result.device_name,
         "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "weights_epoch": result.weights_epoch,
         "n_train": len(train_index),
         "n_validation": len(validation_index),
     }
@@ -235,15 +237,26 @@ def _tag_mlflow_run(tags: dict[str, Any]) -> None:
 
 
 def final_metrics(history: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Last-epoch value of every term as ``{"final_<split>_<term>": {"value", "step"}}``.
+    """Last-epoch and best-epoch values of every term, and the best epoch itself.
 
-    The format is the one kedro-mlflow's ``MlflowMetricsHistoryDataset`` logs.
+    Keys are ``final_<split>_<term>``, ``best_<split>_<term>`` and ``best_epoch`` (the epoch
+    the history's ``best`` column marks: the weights kept with ``restore_best_weights``), each
+    ``{"value", "step"}``, the format kedro-mlflow's ``MlflowMetricsHistoryDataset`` logs.
     """
     if history.empty:
         return {}
     last_epoch = int(history["epoch"].max())
-    last = history[history["epoch"] == last_epoch]
+    metrics = _epoch_values(history, last_epoch, "final")
+    if "best" in history.columns and history["best"].any():
+        best_epoch = int(history.loc[history["best"], "epoch"].iloc[0])
+        metrics |= _epoch_values(history, best_epoch, "best")
+        metrics["best_epoch"] = {"value": float(best_epoch), "step": best_epoch}
+    return metrics
+
+
+def _epoch_values(history: pd.DataFrame, epoch: int, prefix: str) -> dict[str, dict[str, float]]:
+    rows = history[history["epoch"] == epoch]
     return {
-        f"final_{row.split}_{row.term}": {"value": float(row.value), "step": last_epoch}
-        for row in last.itertuples()
+        f"{prefix}_{row.split}_{row.term}": {"value": float(row.value), "step": epoch}
+        for row in rows.itertuples()
     }

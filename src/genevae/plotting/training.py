@@ -16,7 +16,8 @@ def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
 
     Each term (``loss`` first, then the others in order of appearance) gets its own panel
     with one line per split, so over-fitting and the KL warm-up are visible side by side.
-    Splits other than train/val are drawn too, in default colours.
+    Splits other than train/val are drawn too, in default colours. A boolean ``best`` column
+    (from training) draws a dotted line at the epoch whose weights the model kept.
     """
     missing = [col for col in HISTORY_COLUMNS if col not in history.columns]
     if missing:
@@ -30,8 +31,11 @@ def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
     terms.sort(key=lambda term: term != "loss")
     fig = Figure(figsize=(3.6 * len(terms), 3.2), layout="constrained")
     axes = fig.subplots(1, len(terms), squeeze=False)[0]
+    best = history.loc[history["best"], "epoch"].unique() if "best" in history.columns else []
     for ax, term in zip(axes, terms, strict=True):
         _draw_term(ax, history[history["term"] == term])
+        for epoch in best:
+            ax.axvline(epoch, color="grey", linestyle=":", label=f"kept weights (epoch {epoch})")
         ax.set_title(term)
         ax.set_xlabel("epoch")
         ax.set_ylabel(term)

@@ -49,6 +49,7 @@ class TrainingSettings:
     seed: int = 0
     early_stopping_patience: int | None = None
     early_stopping_monitor: str = "val/loss"
+    restore_best_weights: bool = True
     gradient_clip_val: float | None = None
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"
@@ -115,6 +116,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "gradient_clip_val": (lambda v: v is None or (_is_real(v) and v > 0), "null or a number > 0"),
     "checkpoint_dir": (lambda v: v is None or isinstance(v, str), "null or a folder path"),
     "resume": (lambda v: isinstance(v, bool), "true or false"),
+    "restore_best_weights": (lambda v: isinstance(v, bool), "true or false"),
     "deterministic": (lambda v: isinstance(v, bool), "true or false"),
     "progress_bar": (lambda v: isinstance(v, bool), "true or false"),
 }
@@ -123,7 +125,13 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 @dataclass
 class TrainingResult:
-    """The trained model, its per-epoch history and where it ran."""
+    """The trained model, its per-epoch history and where it ran.
+
+    ``best_epoch`` is the epoch with the lowest monitored loss (``None`` when no epoch after the
+    model's warm-up had one); ``weights_epoch`` is the epoch whose weights ``model`` holds: the
+    best one when ``restore_best_weights`` restored it, else the last one. The history's
+    boolean column ``best`` marks the best epoch's rows.
+    """
 
     model: GenerativeModel
     history: pd.DataFrame
@@ -131,6 +139,8 @@ class TrainingResult:
     device: str
     device_name: str
     best_checkpoint: str | None
+    best_epoch: int | None
+    weights_epoch: int | None
 
 
 class EpochHistory(Callback):
@@ -164,6 +174,70 @@ class EpochHistory(Callback):
         if not self.spool.exists():
             return pd.DataFrame(columns=columns)
         return pd.read_json(self.spool, lines=True, dtype=False).reindex(columns=columns)
+
+
+class BestWeights(Callback):
+    """Tracks the epoch with the lowest ``monitor`` value and, if ``restore``, reloads its weights.
+
+    The weights are copied in memory on each improvement, so this needs no ``checkpoint_dir``;
+    the copy is part of the callback's checkpoint state, so a resumed run still returns the best
+    epoch from before the interruption. The weights go back into the model at the end of
+    ``fit``, which under ``ddp_spawn`` is inside each worker, before Lightning sends rank 0's
+    weights to the caller; the chosen epoch reaches the caller through ``record`` (JSON), like
+    the history spool. Epochs before ``first_epoch`` (a KL warm-up) are never chosen.
+    """
+
+    def __init__(self, monitor: str, record: Path, *, first_epoch: int, restore: bool) -> None:
+        self.monitor = monitor
+        self.record = record
+        self.first_epoch = first_epoch
+        self.restore = restore
+        self.best_epoch: int | None = None
+        self.best_value = math.inf
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor.startswith("val/") and not trainer.sanity_checking:
+            self._update(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.monitor.startswith("val/"):
+            self._update(trainer, pl_module)
+
+    def _update(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor not in trainer.callback_metrics:
+            raise GenevaeInputError(
+                f"training parameter early_stopping_monitor={self.monitor!r} is not a logged "
+                f"metric (logged: {sorted(trainer.callback_metrics)}); pick one of those."
+            )
+        value = float(trainer.callback_metrics[self.monitor])
+        epoch = trainer.current_epoch
+        if epoch < self.first_epoch or not math.isfinite(value) or value >= self.best_value:
+            return
+        self.best_epoch, self.best_value = epoch, value
+        if self.restore:
+            state = pl_module.model.state_dict()
+            self.weights = {key: tensor.detach().clone() for key, tensor in state.items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.restore and self.weights:
+            pl_module.model.load_state_dict(self.weights)
+        if trainer.is_global_zero:
+            self.record.write_text(json.dumps({"best_epoch": self.best_epoch}))
+
+    def state_dict(self) -> dict[str, Any]:
+        weights = {key: tensor.cpu() for key, tensor in self.weights.items()}
+        return {"best_epoch": self.best_epoch, "best_value": self.best_value, "weights": weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_epoch = state_dict["best_epoch"]
+        self.best_value = state_dict["best_value"]
+        self.weights = dict(state_dict["weights"])
+
+
+def _read_best_epoch(record: Path) -> int | None:
+    """The epoch :class:`BestWeights` chose (``None`` if it chose none or training did not end)."""
+    return json.loads(record.read_text())["best_epoch"] if record.exists() else None
 
 
 class EpochSeeding(Callback):
@@ -218,26 +292,36 @@ class EpochProgressBar(RichProgressBar):
         return f"{description:{len(self.validation_description)}}"
 
 
+def _monitor(settings: TrainingSettings, has_validation: bool) -> str:
+    """The metric early stopping and the best epoch follow: ``train/`` without validation."""
+    monitor = settings.early_stopping_monitor
+    return monitor if has_validation else monitor.replace("val/", "train/")
+
+
 def _callbacks(settings: TrainingSettings, has_validation: bool) -> list[Callback]:
     callbacks: list[Callback] = [EpochProgressBar()] if settings.progress_bar else []
     if settings.early_stopping_patience is not None:
-        monitor = settings.early_stopping_monitor
-        if not has_validation:
-            monitor = monitor.replace("val/", "train/")
+        monitor = _monitor(settings, has_validation)
         callbacks.append(EarlyStopping(monitor=monitor, patience=settings.early_stopping_patience))
     if settings.checkpoint_dir is not None:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=settings.checkpoint_dir,
-                filename="epoch{epoch:04d}",
-                auto_insert_metric_name=False,
-                save_last=True,
-                save_top_k=-1 if not has_validation else 1,
-                monitor=settings.early_stopping_monitor if has_validation else None,
-                every_n_epochs=1,
-            )
-        )
+        callbacks.extend(_checkpoints(settings, has_validation))
     return callbacks
+
+
+def _checkpoints(settings: TrainingSettings, has_validation: bool) -> list[ModelCheckpoint]:
+    """Every epoch without validation; else the best epoch and ``last.ckpt`` after every epoch.
+
+    A second callback writes ``last.ckpt``: Lightning's ``save_last`` only saves when the
+    monitored checkpoint does, so ``resume`` would restart from the best epoch instead.
+    """
+    folder = settings.checkpoint_dir
+    name = {"filename": "epoch{epoch:04d}", "auto_insert_metric_name": False}
+    if not has_validation:
+        return [ModelCheckpoint(folder, **name, save_last=True, save_top_k=-1, every_n_epochs=1)]
+    return [
+        ModelCheckpoint(folder, **name, monitor=settings.early_stopping_monitor, save_top_k=1),
+        ModelCheckpoint(folder, filename="last", save_top_k=1, enable_version_counter=False),
+    ]
 
 
 def _resume_path(settings: TrainingSettings) -> str | None:
@@ -259,7 +343,11 @@ def train_model(
     *,
     log_to_mlflow: bool = True,
 ) -> TrainingResult:
-    """Train ``model`` in place with Lightning and return it with its per-epoch history."""
+    """Train ``model`` in place with Lightning and return it with its per-epoch history.
+
+    With ``restore_best_weights`` (the default) ``model`` ends with the weights of its best
+    epoch (lowest ``early_stopping_monitor``), not of its last one.
+    """
     L.seed_everything(settings.seed, workers=True, verbose=False)
     module = GenerativeTrainingModule(
         model,
@@ -268,13 +356,24 @@ def train_model(
         adam_eps=settings.adam_eps,
         loss_reduction=settings.loss_reduction,
     )
+    has_validation = val_data is not None and len(val_data) > 0
     with tempfile.TemporaryDirectory(prefix="genevae-history-") as spool_dir:
         history = EpochHistory(Path(spool_dir) / "history.jsonl", log_to_mlflow=log_to_mlflow)
-        trainer = _fit(module, train_data, val_data, settings, history)
+        best = BestWeights(
+            _monitor(settings, has_validation),
+            Path(spool_dir) / "best.json",
+            first_epoch=model.warmup_epochs,
+            restore=settings.restore_best_weights,
+        )
+        trainer = _fit(module, train_data, val_data, settings, [history, best])
         table = history.table()
+        best_epoch = _read_best_epoch(best.record)
+    table["best"] = table["epoch"] == best_epoch
     device = trainer.strategy.root_device
     model.eval()
-    _log_summary(model, table, device)
+    restored = settings.restore_best_weights and best_epoch is not None
+    weights_epoch = best_epoch if restored else _last_epoch(table)
+    _log_summary(model, table, device, weights_epoch)
     return TrainingResult(
         model=model,
         history=table,
@@ -282,6 +381,8 @@ def train_model(
         device=device.type,
         device_name=_device_name(device),
         best_checkpoint=_best_checkpoint(trainer),
+        best_epoch=best_epoch,
+        weights_epoch=weights_epoch,
     )
 
 
@@ -290,9 +391,13 @@ def _fit(
     train_data: TensorData,
     val_data: TensorData | None,
     settings: TrainingSettings,
-    history: EpochHistory,
+    recorders: list[Callback],
 ) -> L.Trainer:
-    """Build the Lightning trainer for ``settings`` and fit ``module``; return the trainer."""
+    """Build the Lightning trainer for ``settings`` and fit ``module``; return the trainer.
+
+    ``recorders`` (history, best weights) run before the checkpoint callback, so a checkpoint
+    holds their state after the epoch it saves.
+    """
     has_validation = val_data is not None and len(val_data) > 0
     train_batches = InMemoryBatches(train_data, settings.batch_size, seed=settings.seed)
     val_batches = (
@@ -307,7 +412,7 @@ def _fit(
         deterministic=settings.deterministic,
         gradient_clip_val=settings.gradient_clip_val,
         callbacks=[
-            history,
+            *recorders,
             EpochSeeding(train_batches, settings.seed),
             *_callbacks(settings, has_validation),
         ],
@@ -325,17 +430,28 @@ def _fit(
     return trainer
 
 
-def _log_summary(model: GenerativeModel, history: pd.DataFrame, device: torch.device) -> None:
-    """One line per training: model, epochs, device and the last epoch's losses."""
+def _log_summary(
+    model: GenerativeModel, history: pd.DataFrame, device: torch.device, weights_epoch: int | None
+) -> None:
+    """One line per training: model, epochs, device, the last epoch's losses, kept weights.
+
+    Epochs are counted from 1 here, as on the progress bar ("Epoch 20/20"); the history
+    table and MLflow steps count from 0.
+    """
     last = history[(history["term"] == "loss") & (history["epoch"] == history["epoch"].max())]
     losses = ", ".join(f"{row.split} loss {row.value:.4g}" for row in last.itertuples())
     logger.info(
-        "Trained %s for %d epochs on %s%s",
+        "Trained %s for %d epochs on %s%s; kept the weights of epoch %s",
         model.model_type,
         _epochs_in(history),
         _device_name(device),
         f" (last epoch: {losses})" if losses else "",
+        "–" if weights_epoch is None else weights_epoch + 1,
     )
+
+
+def _last_epoch(history: pd.DataFrame) -> int | None:
+    return int(history["epoch"].max()) if len(history) else None
 
 
 def _epochs_in(history: pd.DataFrame) -> int:

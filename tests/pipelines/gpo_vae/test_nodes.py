@@ -95,10 +95,13 @@ def test_epoch_metrics_and_mlflow_metrics_formats():
             "split": ["train", "val", "train"],
             "term": ["loss"] * 3,
             "value": [3.0, 4.0, 2.0],
+            "best": [False, False, True],
         }
     )
     metrics = nodes._epoch_metrics(history)
     assert metrics["train_loss"] == [{"value": 3.0, "step": 0}, {"value": 2.0, "step": 1}]
+    assert metrics["best_epoch"] == [{"value": 1.0, "step": 0}]
+    assert "best_epoch" not in nodes._epoch_metrics(history.assign(best=False))
     table = pd.DataFrame({"a": [1.0, np.nan]}, index=["gpo_vae", "control_mean"])
     assert mlflow_metrics(table) == {"gpo_vae.a": {"value": 1.0, "step": 0}}
 
@@ -127,6 +130,8 @@ def test_training_is_reproducible_from_the_seed_alone(model_input):
     for key, value in first.model.state_dict().items():
         torch.testing.assert_close(value, second.model.state_dict()[key])
     assert first.metadata["variant"] == "full" and first.metadata["epochs_run"] == 2
+    val_loss = history.query("split == 'val' and term == 'loss'").set_index("epoch")["value"]
+    assert first.metadata["best_epoch"] == first.metadata["weights_epoch"] == val_loss.idxmin()
     assert [m["step"] for m in metrics["val_loss"]] == [0, 1]
     assert set(history["split"]) == {"train", "val"}
 

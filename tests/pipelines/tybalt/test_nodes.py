@@ -46,6 +46,17 @@ def test_training_uses_the_data_split_and_reports_final_metrics(adata, trained):
     assert beta.tolist() == [0.0, 1.0, 1.0]  # κ = 1: β = min(1, epoch·κ)
 
 
+def test_the_bundle_holds_the_best_epoch_after_the_warm_up(trained):
+    bundle, history, metrics = trained
+    val_loss = history.query("split == 'val' and term == 'loss'").set_index("epoch")["value"]
+    best = int(val_loss.loc[1:].idxmin())  # epoch 0 (β = 0) is not comparable
+    assert bundle.metadata["best_epoch"] == bundle.metadata["weights_epoch"] == best
+    assert metrics["best_epoch"] == {"value": float(best), "step": best}
+    assert metrics["best_val_loss"]["value"] == val_loss[best]
+    assert metrics["final_val_loss"]["value"] == val_loss[2]
+    assert history.loc[history["best"], "epoch"].unique().tolist() == [best]
+
+
 def test_random_split_when_no_split_column(adata):
     bundle, _, _ = nodes.train_tybalt(
         adata,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anndata as ad
 import mlflow
 import numpy as np
@@ -94,6 +96,13 @@ def test_figures_and_mlflow_run(tybalt_run):
     run = client.get_run(run_id)
     assert "tybalt.tcga.final_val_loss" in run.data.metrics
     assert run.data.tags["genevae.n_validation"] == "1"  # the data's own split
+    # epoch 0 is the KL warm-up (β = 0), so of two epochs the best one can only be epoch 1
+    assert run.data.metrics["tybalt.tcga.best_epoch"] == 1
+    assert run.data.tags["genevae.best_epoch"] == run.data.tags["genevae.weights_epoch"] == "1"
+    bundle = json.loads(
+        (latest_version(data / "06_models" / "tcga" / "tybalt_model") / "config.json").read_text()
+    )
+    assert bundle["metadata"]["best_epoch"] == bundle["metadata"]["weights_epoch"] == 1
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert "tybalt.tcga.model" not in artifacts  # stored once, in data/06_models
     assert {

@@ -83,3 +83,20 @@ def test_train_vega_trains_on_views_of_the_loaded_matrix(monkeypatch):
     for split in (train, validation):
         assert np.shares_memory(split.arrays["x"].data, adata.X.data)
         assert np.shares_memory(split.arrays["x"].indices, adata.X.indices)
+
+
+def test_without_named_modules_the_most_variable_ones_are_plotted():
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(40, 4)) * np.array([0.1, 3.0, 1.0, 5.0])
+    activities = ad.AnnData(
+        X=np.zeros((40, 1), dtype=np.float32),
+        obs=pd.DataFrame({"group": ["a", "b"] * 20}, index=[f"c{i}" for i in range(40)]),
+    )
+    activities.obsm["X_vega"] = latent
+    activities.uns["vega_module_names"] = ["QUIET", "LOUD", "MIDDLE", "UNANNOTATED_0"]
+    params = {"plot_modules": ["NOT_IN_THE_MASK"], "color_by": ["group"]}
+    figures = nodes.activity_figures(activities, params)
+    scatter = figures["module_scatter.png"].axes[0]
+    assert (scatter.get_xlabel(), scatter.get_ylabel()) == ("LOUD activity", "MIDDLE activity")

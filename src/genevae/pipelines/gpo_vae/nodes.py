@@ -93,6 +93,8 @@ def train_gpo_vae(
             "device": result.device,
             "device_name": result.device_name,
             "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "weights_epoch": result.weights_epoch,
             "training": training_params,
         },
     )
@@ -107,13 +109,21 @@ def _variant_training(training_params: dict[str, Any], name: str) -> dict[str, A
 
 
 def _epoch_metrics(history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
-    """``{"<split>_<term>": [{"value", "step": epoch}, ...]}`` for MlflowMetricsHistoryDataset."""
-    return {
+    """``{"<split>_<term>": [{"value", "step": epoch}, ...]}`` for MlflowMetricsHistoryDataset.
+
+    ``best_epoch`` (one value) is the epoch whose weights the bundle holds with
+    ``restore_best_weights``.
+    """
+    metrics = {
         f"{split}_{term}": [
             {"value": float(row.value), "step": int(row.epoch)} for row in part.itertuples()
         ]
         for (split, term), part in history.groupby(["split", "term"], sort=False)
     }
+    best = history.loc[history["best"], "epoch"] if "best" in history.columns else []
+    if len(best):
+        metrics["best_epoch"] = [{"value": float(best.iloc[0]), "step": 0}]
+    return metrics
 
 
 def _device_model(bundle: ModelBundle) -> GPOVAE:

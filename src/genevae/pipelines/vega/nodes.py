@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genevae.analysis.comparisons import comparison_name
 from genevae.analysis.labels import as_label
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
@@ -171,7 +172,7 @@ def differential_activity_tables(
 
 def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
     """One line per comparison: its size, how many modules pass, and the strongest one."""
-    top = table.loc[table["ln_bf"].abs().idxmax()]
+    top = table.iloc[0]  # tables are ranked: |ln BF| (vanilla) or p_da (change)
     logger.info(
         "Bayes factors %s: %d cells, %d of %d modules significant; strongest %s "
         "(ln BF %.2f) [%.1f s]",
@@ -183,14 +184,6 @@ def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
         top["ln_bf"],
         seconds,
     )
-
-
-def comparison_name(comparison: dict[str, Any]) -> str:
-    """``name`` if given, else e.g. ``condition:stimulated_vs_control``."""
-    if comparison.get("name"):
-        return str(comparison["name"])
-    group2 = as_label(comparison.get("group2")) or "rest"  # a label 0 is a group, not the rest
-    return f"{comparison['groupby']}:{comparison['group1']}_vs_{group2}"
 
 
 def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:
@@ -257,7 +250,8 @@ def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, F
     from genevae.plotting.modules import module_scatter, module_violins
 
     frame = _activities_frame(activities)
-    modules = [m for m in params["plot_modules"] if m in frame.columns]
+    named = [m for m in params["plot_modules"] if m in frame.columns]
+    modules = named or _most_variable(frame[list(activities.uns["vega_module_names"])])
     figures = {
         f"violins_by_{key}.png": module_violins(frame, modules, key) for key in params["color_by"]
     }
@@ -266,6 +260,12 @@ def activity_figures(activities: AnnData, params: dict[str, Any]) -> dict[str, F
             frame, modules[0], modules[1], params["color_by"][-1]
         )
     return figures
+
+
+def _most_variable(frame: pd.DataFrame, n: int = 4) -> list[str]:
+    """Modules to plot when none are named: the ``n`` gene sets whose activity varies most."""
+    annotated = [column for column in frame.columns if not column.startswith("UNANNOTATED")]
+    return list(frame[annotated].var().nlargest(n).index)
 
 
 def gsea_comparison(

@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from genevae.models.base import Batch, GenerativeModel
-from genevae.training import TensorData, TrainingSettings, train_model
+from genevae.training import InMemoryBatches, TensorData, TrainingSettings, train_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCALES = ("full", "toy")
@@ -153,6 +153,39 @@ def time_training_steps(
             f"{(warmup + n_steps + 1) * settings.batch_size} rows"
         )
     return summarise_steps(clock.step_seconds(warmup)[:n_steps])
+
+
+def time_bare_steps(
+    model: GenerativeModel,
+    arrays: Mapping[str, Any],
+    settings: TrainingSettings,
+    *,
+    n_steps: int,
+    warmup: int,
+) -> dict[str, float]:
+    """The steps of :func:`time_training_steps` in a plain PyTorch loop, without Lightning.
+
+    Same batches, loss, fused Adam and projection hook: the gap to the training stack's step
+    is Lightning's and the trainer's per-step cost; the gap to the FLOP floor is the model's
+    own non-matmul work and the matmul kernels' efficiency at these shapes.
+    """
+    model.train()
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        eps=settings.adam_eps,
+        fused=True,
+    )
+    batches = InMemoryBatches(TensorData(dict(arrays)), settings.batch_size, seed=settings.seed)
+    stamps = []
+    for _, batch in zip(range(warmup + n_steps + 1), batches, strict=False):
+        stamps.append(time.perf_counter())
+        optimizer.zero_grad(set_to_none=True)
+        model.loss(batch)["loss"].backward()
+        optimizer.step()
+        model.after_optimizer_step()
+    return summarise_steps(np.diff(stamps)[warmup:].tolist())
 
 
 def bench_settings(**overrides: Any) -> TrainingSettings:

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 # genes per module, mean 23 (0.33% of genes). A log-normal with that median and mean.
 REACTOME_MEDIAN_SIZE = 13.0
 REACTOME_MEAN_SIZE = 23.0
+CHUNK_CELLS = 10_000
 
 
 def reactome_like_mask(
@@ -26,14 +27,32 @@ def reactome_like_mask(
     return mask
 
 
+def _hits(
+    rng: np.random.Generator, n_cells: int, detection: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the detected entries, drawn in row chunks.
+
+    The same random stream and result as one ``n_cells × n_genes`` draw, without that
+    dense matrix in memory (4 GB at 200,000 × 5,000).
+    """
+    rows, cols = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    for start in range(0, n_cells, CHUNK_CELLS):
+        n_rows = min(CHUNK_CELLS, n_cells - start)
+        chunk_rows, chunk_cols = np.nonzero(
+            rng.random((n_rows, len(detection)), dtype=np.float32) < detection[None, :]
+        )
+        rows.append(chunk_rows + start)
+        cols.append(chunk_cols)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def sparse_counts(
     n_cells: int, n_genes: int, density: float, rng: np.random.Generator
 ) -> sp.csr_matrix:
     """UMI-like CSR counts (float32): per-gene detection rates around ``density``, values ≥ 1."""
     detection = np.clip(rng.lognormal(np.log(density), 1.0, size=n_genes), 0.0, 0.9)
     detection *= density / detection.mean()
-    hits = rng.random((n_cells, n_genes), dtype=np.float32) < detection[None, :].astype(np.float32)
-    rows, cols = np.nonzero(hits)
+    rows, cols = _hits(rng, n_cells, detection.astype(np.float32))
     values = (1 + rng.geometric(0.5, size=rows.size)).astype(np.float32)
     return sp.csr_matrix((values, (rows, cols)), shape=(n_cells, n_genes), dtype=np.float32)
 

@@ -1,6 +1,6 @@
 """Benchmark 5: ``kedro run`` start-up, from process start to the first node running.
 
-Runs ``kedro run --pipeline data_processing --nodes data_processing.tcga.combine_tcga_cohorts``
+Runs ``kedro run --pipeline data_processing --nodes data_processing.tcga.combine_cohorts``
 in a throw-away copy of the project (its conf, fresh data folders, the raw files linked in)
 and timestamps the log lines: the first ``Loading data from`` (start-up before any data is
 read) and the first ``Running node`` (the issue's measure, which also includes reading the
@@ -32,7 +32,7 @@ NAME = "startup"
 TARGET_SECONDS = 5.0
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GENEVAE_DATA_MIRROR", PROJECT_ROOT.parent / "shared" / "data"))
-NODE = "data_processing.tcga.combine_tcga_cohorts"
+NODE = "data_processing.tcga.combine_cohorts"
 LOADING, RUNNING = "Loading data from", "Running node"
 DATA_LAYERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input")
 DATA_LAYERS += ("06_models", "07_model_output", "08_reporting")

@@ -7,7 +7,17 @@ import json
 import pytest
 
 import benchmarks  # noqa: F401  (OpenMP policy; harmless once torch is loaded)
-from benchmarks import bayes_factors, flop_floor, memory, run_all, startup, vega_vs_scvi
+from benchmarks import (
+    bayes_factors,
+    flop_floor,
+    gpu_check,
+    memory,
+    run_all,
+    scale,
+    startup,
+    streaming,
+    vega_vs_scvi,
+)
 from benchmarks.common import write_result
 
 
@@ -20,6 +30,7 @@ def test_flop_floor_reports_a_ratio_per_model(tmp_path):
             3 * model["forward_matmul_flops_per_step"] * model["steps_per_epoch"]
         )
         assert len(model["rounds"]) == 2 and model["rounds"][0]["n_timed_steps"] >= 2
+        assert model["bare_loop_ratio_to_floor"] > 0
     saved = json.loads(write_result("flop_floor", result, tmp_path).read_text())
     assert saved["machine"]["torch_threads"] >= 1 and saved["models"]["vega"]["meets_target"] in (
         True,
@@ -57,6 +68,68 @@ def test_memory_reports_peaks_per_stage():
     assert preprocess["output_shape"][0] < memory.SIZES["toy"].n_cells  # QC removed some cells
     assert preprocess["peak_over_sparse_size"] > 0
     assert result["stages"]["preprocess_backed"]["output_shape"] == preprocess["output_shape"]
+
+
+def test_streaming_compares_training_from_disk_with_memory():
+    result = streaming.run("toy")
+    [round_] = result["rounds"]
+    assert round_["memory_cells_per_s"] > 0 and round_["disk_cells_per_s"] > 0
+    assert result["ratio_disk_over_memory"] == pytest.approx(
+        round_["disk_cells_per_s"] / round_["memory_cells_per_s"]
+    )
+    assert result["loader_only"]["disk_batches_per_s"] > 0
+    assert run_all.summary_rows("streaming", result)[0][:2] == (
+        "streaming",
+        "train cells/s: disk ÷ memory",
+    )
+
+
+def test_gpu_check_cpu_fallback_trains_every_model_and_passes_its_checks(tmp_path):
+    assert gpu_check.main(["--device", "cpu", "--out", str(tmp_path / "gpu.json")]) == 0
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert result["device"] == "cpu" and result["passed"]
+    assert set(result["models"]) == {"vega", "gpo_vae", "tybalt"}
+    for entry in result["models"].values():
+        assert entry["samples_per_second"] > 0
+        assert entry["timed_steps"] >= gpu_check.SIZES["cpu"].gpo_steps
+        assert entry["encoding_check"]["max_relative_difference"] == 0.0  # CPU vs itself
+    assert result["decoder"]["max_relative_difference"] <= gpu_check.DECODER_TOLERANCE
+    assert result["bayes_factors"]["max_p_h1_difference"] == 0.0  # same generator on the CPU
+
+
+def test_gpu_check_reports_a_failing_check_and_goes_on():
+    def broken():
+        raise RuntimeError("no kernel for this device")
+
+    assert gpu_check._guarded(broken) == {
+        "passed": False,
+        "error": "RuntimeError: no kernel for this device",
+    }
+
+
+def test_scale_slopes_are_log_log_fits_over_the_nodes_seen_at_every_size():
+    cells = [1000, 2000, 4000]
+    runs = [
+        {
+            "vega.train_vega": {"wall_seconds": n / 100, "peak_rss_bytes": 1e6 * n**0.5},
+            "vega.volcano_plots": {"wall_seconds": 3.0, "peak_rss_bytes": 5e8},
+        }
+        for n in cells
+    ]
+    runs[1]["vega.only_once"] = {"wall_seconds": 1.0, "peak_rss_bytes": 1.0}
+    slopes = scale.slopes(cells, runs)
+    assert set(slopes) == {"vega.train_vega", "vega.volcano_plots"}
+    assert slopes["vega.train_vega"]["wall_seconds_slope"] == pytest.approx(1.0)
+    assert slopes["vega.train_vega"]["peak_rss_bytes_slope"] == pytest.approx(0.5)
+    assert slopes["vega.volcano_plots"]["wall_seconds_slope"] == pytest.approx(0.0, abs=1e-9)
+    row = run_all.summary_rows("scale", {"slopes": slopes})[0]
+    assert row[1].endswith("vega.train_vega") and row[2] == "1.00"
+
+
+def test_scale_labels_nodes_without_the_dataset_name():
+    assert scale.node_label("vega.scale1.build_mask_scale1", "scale1") == "vega.build_mask"
+    assert scale.node_label("build_mask_scale1", "scale1") == "build_mask"
+    assert scale.node_label("vega.scale10.train_vega", "scale1") == "vega.scale10.train_vega"
 
 
 def test_startup_times_the_first_node_line_and_profiles_imports():

@@ -1,9 +1,11 @@
 """Hyper-parameter sweeps as Optuna studies, one MLflow run per trial under one parent run.
 
-``python -m genevae.sweep tybalt --n-trials N --n-workers W [--storage URL] [--study-name NAME]``
+``python -m genevae.sweep tybalt --n-trials N --n-workers W [--dataset NAME] [--storage URL]
+[--study-name NAME]``
 
-The search space, sampler, objective and default storage are the ``<model>.sweep`` parameters
-(``conf/base/parameters_<model>.yml``). The command creates (or joins) the study, starts W local
+The sweep trains on one registered dataset (``--dataset``, default ``tcga``) with its parameter
+section (``tybalt.tcga``): the search space, sampler, objective and default storage are its
+``sweep`` parameters (``tybalt.sweep`` in ``conf/base/parameters_<model>.yml``). The command creates (or joins) the study, starts W local
 worker processes that split the N trials between them, and waits. Each worker loads the
 processed data through the Kedro catalog and trains with the pipeline's own node, so a trial
 is exactly a pipeline training run with a few parameters changed.

@@ -223,3 +223,12 @@ def test_latent_sampler_encodes_requested_rows_in_chunks_reproducibly():
     np.testing.assert_array_equal(draws, encode(np.array([5, 0, 5, 3, 1])))
     with pytest.raises(GenevaeInputError, match=r"\[0, 6\)"):
         encode(np.array([6]))
+
+
+def test_ties_count_half_to_each_hypothesis():
+    """Discrete scores (a module mean over zero counts) tie; a tie is no evidence either way."""
+    z1 = np.array([[0.0, 1.0], [0.0, 1.0]])
+    z2 = np.array([[0.0, 0.0], [0.0, 0.0]])
+    result = bayes_factor_from_latents(z1, z2, n_pairs=50, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(result["p_h1"], [0.5, 1.0])
+    assert result["ln_bf"][0] == pytest.approx(0.0)

@@ -182,6 +182,19 @@ def test_missing_file_and_wrong_type_errors(tmp_path: Path) -> None:
         dataset.save(pd.DataFrame({"a": [1]}))
 
 
+@pytest.mark.parametrize(("budget_gb", "backed"), [(1e-9, True), (1.0, False)])
+def test_memory_budget_opens_larger_files_backed(tmp_path: Path, budget_gb, backed) -> None:
+    path = tmp_path / "a.h5ad"
+    AnnDataDataset(filepath=str(path)).save(_make_adata(True))
+    adata = AnnDataDataset(filepath=str(path), load_args={"memory_budget_gb": budget_gb}).load()
+    try:
+        assert adata.isbacked is backed
+        np.testing.assert_array_equal(adata.X[:].toarray(), _make_adata(True).X.toarray())
+    finally:
+        if adata.isbacked:
+            adata.file.close()
+
+
 def test_remote_protocol_round_trip_and_backed_refused() -> None:
     filepath = "memory:///genevae-test/adata.h5ad"
     original = _make_adata(True)

@@ -158,7 +158,8 @@ def test_reconstruction_is_class_balanced_with_alpha():
     torch.testing.assert_close(weights[~failing], alpha.expand(int((~failing).sum())))
     # good and bad cells carry the same total weight
     torch.testing.assert_close(weights[failing].sum(), weights[~failing].sum())
-    assert model._reconstruction_weights(torch.zeros(5, 1)) == 1.0
+    for one_class in (torch.zeros(5, 1), torch.ones(5, 1)):  # weight 1 for every cell
+        assert torch.equal(model._reconstruction_weights(one_class), torch.ones(5))
 
 
 def test_straight_through_mask_is_binary_and_passes_gradient_to_logits():

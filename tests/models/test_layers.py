@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from genevae.errors import GenevaeInputError
-from genevae.models.layers import FullyConnectedBlock, MaskedLinear, mlp
+from genevae.models.layers import SPARSE_MAX_DENSITY, FullyConnectedBlock, MaskedLinear, mlp
 
 
 def _random_mask(n_out: int = 30, n_in: int = 8, seed: int = 0) -> torch.Tensor:
@@ -82,6 +82,77 @@ def test_mask_is_a_state_dict_buffer_and_accepts_numpy_and_sparse():
 def test_bad_masks_are_refused(mask, message):
     with pytest.raises(GenevaeInputError, match=message):
         MaskedLinear(mask)
+
+
+def _dense_and_sparse(mask: torch.Tensor) -> tuple[MaskedLinear, MaskedLinear]:
+    """Two layers with the same weights, one per implementation."""
+    dense = MaskedLinear(mask, implementation="dense")
+    sparse = MaskedLinear(mask, implementation="sparse")
+    sparse.load_state_dict(dense.state_dict())
+    return dense, sparse
+
+
+def test_sparse_product_equals_dense_in_output_and_every_gradient():
+    torch.manual_seed(2)
+    dense, sparse = _dense_and_sparse(_random_mask(300, 40, seed=3))
+    x = torch.randn(3, 7, 40)  # leading dimensions are kept
+    outputs, input_grads = [], []
+    for layer in (dense, sparse):
+        inputs = x.clone().requires_grad_(True)
+        out = layer(inputs)
+        (out * torch.linspace(-1, 2, out.numel()).reshape(out.shape)).sum().backward()
+        outputs.append(out)
+        input_grads.append(inputs.grad)
+    assert outputs[1].shape == (3, 7, 300)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(input_grads[1], input_grads[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sparse.weight.grad, dense.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sparse.bias.grad, dense.bias.grad, rtol=1e-5, atol=1e-5)
+    assert torch.all(sparse.weight.grad[sparse.mask == 0] == 0)
+
+
+def test_sparse_training_stays_masked_and_non_negative_like_dense():
+    torch.manual_seed(4)
+    mask = _random_mask(50, 10, seed=5)
+    x, y = torch.randn(64, 10), torch.rand(64, 50)
+    layers = _dense_and_sparse(mask)
+    for layer in layers:
+        optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2, weight_decay=5e-4)
+        for _ in range(50):
+            optimizer.zero_grad()
+            (layer(x) - y).pow(2).mean().backward()
+            optimizer.step()
+            layer.clamp_non_negative()
+        assert torch.all(layer.weight[mask == 0] == 0)
+        assert torch.all(layer.weight >= 0)
+    torch.testing.assert_close(layers[1].weight, layers[0].weight, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_takes_the_sparse_product_on_cpu_for_sparse_masks_only():
+    sparse_mask = torch.zeros(200, 100)
+    sparse_mask[torch.arange(100), torch.arange(100)] = 1.0  # 0.5 % live
+    assert MaskedLinear(sparse_mask).uses_sparse(torch.device("cpu"))
+    assert not MaskedLinear(sparse_mask).uses_sparse(torch.device("cuda"))
+    assert not MaskedLinear(torch.ones(20, 10)).uses_sparse(torch.device("cpu"))
+    assert MaskedLinear(torch.ones(20, 10), implementation="sparse").uses_sparse(
+        torch.device("cuda")
+    )
+    assert SPARSE_MAX_DENSITY < 0.25
+
+
+def test_loading_a_state_dict_reindexes_the_live_weights():
+    mask = _random_mask(30, 8, seed=6)
+    trained = MaskedLinear(mask, implementation="sparse")
+    placeholder = MaskedLinear(torch.ones(30, 8), implementation="sparse")
+    placeholder.load_state_dict(trained.state_dict())
+    assert set(placeholder.state_dict()) == {"mask", "weight", "bias"}
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(placeholder(x), x @ trained.masked_weight().T + trained.bias)
+
+
+def test_unknown_implementation_is_refused():
+    with pytest.raises(GenevaeInputError, match="implementation"):
+        MaskedLinear(torch.ones(2, 2), implementation="csr")
 
 
 def test_fully_connected_block_layout_and_covariate_injection():

@@ -13,7 +13,11 @@ from sklearn.metrics import roc_auc_score
 from genevae.analysis.bayes_factor import differential_activity, latent_sampler
 from genevae.errors import GenevaeInputError
 from genevae.models.base import GenerativeModel
-from genevae.models.vega import VEGA, negative_binomial_log_likelihood
+from genevae.models.vega import (
+    VEGA,
+    negative_binomial_log_likelihood,
+    negative_binomial_log_likelihood_per_cell,
+)
 from genevae.preprocessing.genesets import build_gene_module_mask, read_gmt
 from genevae.preprocessing.synthetic import make_module_dataset
 from tests.conftest import requires_shared_data
@@ -101,9 +105,10 @@ def test_decoder_starts_non_negative_and_masked_with_ones_for_covariates():
     assert model.decoder_weights().shape == (N_GENES, N_MODULES)
 
 
-def test_training_keeps_decoder_masked_and_non_negative_and_loss_falls():
+@pytest.mark.parametrize("implementation", ["dense", "sparse"])
+def test_training_keeps_decoder_masked_and_non_negative_and_loss_falls(implementation):
     """Raw off-mask weights stay exactly 0 under Adam with weight decay: no gradient reaches them."""
-    model = _small_vega()
+    model = _small_vega(decoder_implementation=implementation)
     x = torch.rand(200, N_GENES) * 3
     history = _train(model, {"x": x}, epochs=30, lr=3e-3)
     assert history[-1] < 0.7 * history[0]
@@ -178,6 +183,25 @@ def test_negative_binomial_matches_torch_distribution():
     torch.testing.assert_close(
         negative_binomial_log_likelihood(counts, mean, theta), reference, atol=1e-4, rtol=1e-4
     )
+
+
+def test_per_cell_likelihood_skips_zero_counts_without_changing_value_or_gradient():
+    generator = torch.Generator().manual_seed(0)
+    counts = torch.poisson(torch.rand(6, 9, generator=generator) * 2)
+    counts[0] = 0.0  # a cell without any count
+    values, gradients = [], []
+    for likelihood in (
+        lambda *args: negative_binomial_log_likelihood(*args).sum(dim=1),
+        negative_binomial_log_likelihood_per_cell,
+    ):
+        mean = (torch.rand(6, 9, generator=generator.manual_seed(1)) * 5).requires_grad_(True)
+        theta = (torch.rand(9, generator=generator.manual_seed(2)) + 0.5).requires_grad_(True)
+        value = likelihood(counts, mean, theta)
+        value.sum().backward()
+        values.append(value)
+        gradients.append((mean.grad, theta.grad))
+    torch.testing.assert_close(values[1], values[0])
+    torch.testing.assert_close(gradients[1], gradients[0])
 
 
 def test_count_likelihood_trains_on_counts_and_decodes_proportions():

@@ -59,6 +59,23 @@ def test_volcano_marks_and_labels_significant_modules(bf_table):
     assert _texts(figure) == {"IFN", "TCR"}
 
 
+def test_volcano_encodes_the_control_in_the_fill_and_the_agreement_in_the_marker(bf_table):
+    evidence = bf_table.assign(
+        control_pass=[True, False, True, False], calls_agree=[True, True, False, True]
+    )
+    ax = volcano(evidence, 3.0, 3.0).axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [
+        "not significant (2)",
+        "passes control, methods agree (1)",
+        "fails control, methods agree (1)",
+    ]
+    filled, hollow = ax.collections[1], ax.collections[2]
+    assert filled.get_offsets().tolist() == [[6.0, 8.0]]
+    assert hollow.get_offsets().tolist() == [[-5.0, -4.0]]
+    assert filled.get_facecolors()[0][3] > 0 and hollow.get_facecolors().size == 0
+
+
 def test_gsea_comparison_splits_modules_by_which_method_calls_them():
     comparison = pd.DataFrame(
         {

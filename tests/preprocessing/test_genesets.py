@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from genevae.errors import GenevaeInputError
 from genevae.preprocessing.genesets import (
     build_gene_module_mask,
+    gene_sets_from_mask,
     read_gmt,
     read_gmts,
     read_grn_edges,
+    shuffled_gene_module_masks,
     write_gmt,
 )
 from tests.conftest import requires_shared_data
@@ -248,3 +250,39 @@ def test_aracne_regulon_mask_on_kang_genes(shared_data, kang_genes):
     result = build_gene_module_mask(genes, regulons, min_genes=5, add_nodes=5)
     assert result.mask.shape[1] == result.overlap["kept"].sum() + 5
     assert result.overlap["kept"].sum() > 5000
+
+
+def _small_mask():
+    import pandas as pd
+
+    genes = [f"g{i}" for i in range(30)]
+    sets = {"A": genes[:10], "B": genes[5:12], "C": genes[20:23]}
+    built = build_gene_module_mask(genes, sets, add_nodes=1)
+    return pd.DataFrame(built.mask, index=genes, columns=built.module_names), sets
+
+
+def test_shuffled_masks_keep_sizes_overlaps_and_extra_nodes_but_move_the_genes():
+    mask, _ = _small_mask()
+    controls = shuffled_gene_module_masks(mask, n_masks=3, seed=1)
+    assert len(controls) == 3
+    for control in controls:
+        assert control.index.equals(mask.index) and control.columns.equals(mask.columns)
+        assert (control.sum(axis=0) == mask.sum(axis=0)).all()
+        values = control.to_numpy()
+        overlap = values[:, :3].T @ values[:, :3]
+        np.testing.assert_array_equal(overlap, mask.to_numpy()[:, :3].T @ mask.to_numpy()[:, :3])
+        assert (control["UNANNOTATED_0"] == 1).all()
+        assert not control["A"].equals(mask["A"])
+    assert not controls[0].equals(controls[1])
+    again = shuffled_gene_module_masks(mask, n_masks=3, seed=1)
+    assert all(a.equals(b) for a, b in zip(controls, again, strict=True))
+    assert shuffled_gene_module_masks(mask, n_masks=0) == []
+    with pytest.raises(GenevaeInputError, match="n_masks=-1"):
+        shuffled_gene_module_masks(mask, n_masks=-1)
+
+
+def test_gene_sets_from_mask_reads_each_module_and_skips_extra_nodes():
+    mask, sets = _small_mask()
+    assert gene_sets_from_mask(mask.to_numpy(), mask.index, mask.columns) == sets
+    with pytest.raises(GenevaeInputError, match="shape"):
+        gene_sets_from_mask(mask.to_numpy(), mask.index[:3], mask.columns)

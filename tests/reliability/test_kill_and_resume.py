@@ -108,7 +108,9 @@ def _kill_then_resume(workdir: Path, *mlflow_args: str) -> tuple[int, dict, list
 def test_sigkill_mid_training_resumes_exactly_the_remaining_epochs(tmp_path: Path) -> None:
     last_completed, summary, resumed_epochs = _kill_then_resume(tmp_path)
 
-    assert last_completed >= KILL_AFTER_CHECKPOINTS - 1
+    # last.ckpt is written just after the epoch's own file: a kill between the two leaves it
+    # one epoch behind (seen at load 19), and the resume then starts one epoch earlier.
+    assert last_completed >= KILL_AFTER_CHECKPOINTS - 2
     remaining = list(range(last_completed + 1, MAX_EPOCHS))
     assert resumed_epochs == remaining
     assert summary["history_epochs"] == remaining

@@ -16,6 +16,7 @@ import yaml
 
 from genevae.datasets.fetch import SOURCES, resolve_data_path
 from genevae.errors import GenevaeInputError
+from genevae.registry import Registry, raw_catalog_entries
 from genevae.training import TensorData, TrainingSettings, train_model
 from tests.conftest import PROJECT_ROOT
 from tests.training.toy import ToyAutoencoder, low_rank_data
@@ -107,11 +108,16 @@ def test_mlflow_ui_host_is_localhost_in_every_environment() -> None:
 
 
 def _catalog_entries() -> dict[str, dict]:
+    """Every catalog entry with a file: the catalog files' and the dataset registries' raw ones."""
     entries = {}
     for path in _yaml_files("catalog*.yml"):
         for name, entry in (yaml.safe_load(path.read_text()) or {}).items():
             if isinstance(entry, dict) and "filepath" in entry:
                 entries[f"{path.relative_to(CONF)}:{name}"] = entry
+    for path in _yaml_files("datasets*.yml"):
+        registry = Registry.from_config(yaml.safe_load(path.read_text()) or {})
+        for name, entry in raw_catalog_entries(registry).items():
+            entries[f"{path.relative_to(CONF)}:{name}"] = entry
     return entries
 
 

@@ -57,7 +57,7 @@ def _section() -> ReportSection:
                 "dataset": "vega.kang.model",
                 "version": "2026-01-01T00.00.00.000Z",
                 "run_id": "abc123",
-                "run_name": "vega",
+                "run_name": "vega.kang",
                 "run_url": "http://127.0.0.1:5000/#/experiments/1/runs/abc123",
             }
         ],

@@ -11,8 +11,29 @@ from genevae.training.module import NonFiniteLossError
 from tests.training.toy import DriftingModel, ToyAutoencoder, constant_rows, low_rank_data
 
 
-def _data(n: int = 256) -> TensorData:
-    return TensorData({"x": low_rank_data(n).numpy()})
+def _data(n: int = 256, store=lambda x: x) -> TensorData:
+    return TensorData({"x": store(low_rank_data(n).numpy())})
+
+
+@pytest.fixture(params=["memory", "disk"])
+def store(request, tmp_path_factory):
+    """Puts a matrix where a path reads it: as is, or as X of an .h5ad opened backed."""
+    if request.param == "memory":
+        yield lambda matrix: matrix
+        return
+    import anndata as ad
+
+    opened = []
+
+    def on_disk(matrix):
+        path = tmp_path_factory.mktemp("backed") / "x.h5ad"
+        ad.AnnData(X=matrix).write_h5ad(path)
+        opened.append(ad.read_h5ad(path, backed="r"))
+        return opened[-1].X
+
+    yield on_disk
+    for adata in opened:
+        adata.file.close()
 
 
 def _settings(**overrides) -> TrainingSettings:
@@ -20,8 +41,8 @@ def _settings(**overrides) -> TrainingSettings:
     return TrainingSettings(**{**base, **overrides})
 
 
-def test_training_reduces_loss_and_records_every_term_per_epoch():
-    data = _data()
+def test_training_reduces_loss_and_records_every_term_per_epoch(store):
+    data = _data(store=store)
     result = train_model(
         ToyAutoencoder(), data.subset(np.arange(200)), data.subset(np.arange(200, 256)), _settings()
     )
@@ -50,8 +71,8 @@ def test_after_optimizer_step_hook_runs_once_per_batch():
     assert model.projections == 2 * 4
 
 
-def test_same_seed_gives_bit_identical_latents():
-    data = _data()
+def test_same_seed_gives_bit_identical_latents(store):
+    data = _data(store=store)
     latents = []
     for _ in range(2):
         torch.manual_seed(0)
@@ -59,6 +80,25 @@ def test_same_seed_gives_bit_identical_latents():
         train_model(model, data, None, _settings(max_epochs=3))
         latents.append(encode(model, data))
     np.testing.assert_array_equal(latents[0], latents[1])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_training_from_disk_is_bit_identical_to_training_in_memory(store, sparse):
+    matrix = low_rank_data(256).numpy()
+    matrix = sp.csr_matrix(np.where(matrix > 0, matrix, 0)) if sparse else matrix
+    results = []
+    for matrix_store in (lambda x: x, store):
+        data = TensorData({"x": matrix_store(matrix)})
+        torch.manual_seed(0)
+        model = ToyAutoencoder()
+        train_model(
+            model,
+            data.subset(np.arange(200)),
+            data.subset(np.arange(200, 256)),
+            _settings(max_epochs=2),
+        )
+        results.append(encode(model, data, batch_size=100))
+    np.testing.assert_array_equal(results[1], results[0])
 
 
 def test_non_finite_loss_names_epoch_and_term(tmp_path):
@@ -89,9 +129,9 @@ def test_unknown_training_parameter_is_named():
         TrainingSettings.from_params({"learning_rte": 0.1})
 
 
-def test_batches_cover_every_row_once_and_densify_sparse_rows():
+def test_batches_cover_every_row_once_and_densify_sparse_rows(store):
     dense = np.arange(20, dtype=np.float32).reshape(10, 2)
-    data = TensorData({"x": sp.csr_matrix(dense), "y": dense[:, :1]})
+    data = TensorData({"x": store(sp.csr_matrix(dense)), "y": dense[:, :1]})
     batches = list(InMemoryBatches(data, 4, seed=1))
     assert [len(b["x"]) for b in batches] == [4, 4, 2]
     rows = torch.cat([b["x"] for b in batches]).numpy()
@@ -100,15 +140,17 @@ def test_batches_cover_every_row_once_and_densify_sparse_rows():
         np.testing.assert_array_equal(batch["x"][:, :1].numpy(), batch["y"].numpy())
 
 
-def test_tensor_data_rejects_nan_and_ragged_arrays():
-    with pytest.raises(GenevaeInputError, match="'x' contains NaN"):
-        TensorData({"x": np.array([[np.nan]])})
+def test_tensor_data_rejects_nan_and_ragged_arrays(store):
+    with pytest.raises(GenevaeInputError, match="'x' .*contains NaN"):
+        TensorData({"x": store(np.array([[1.0], [np.nan]]))})
+    with pytest.raises(GenevaeInputError, match="'x' .*contains NaN"):
+        TensorData({"x": store(sp.csr_matrix(np.array([[1.0], [np.nan]])))})
     with pytest.raises(GenevaeInputError, match="different numbers of rows"):
-        TensorData({"x": np.zeros((3, 1)), "y": np.zeros((2, 1))})
+        TensorData({"x": store(np.zeros((3, 1))), "y": np.zeros((2, 1))})
 
 
-def test_a_trailing_single_row_joins_the_previous_batch():
-    data = TensorData({"x": np.zeros((9, 1), dtype=np.float32)})
+def test_a_trailing_single_row_joins_the_previous_batch(store):
+    data = TensorData({"x": store(np.zeros((9, 1), dtype=np.float32))})
     assert [len(b["x"]) for b in InMemoryBatches(data, 4)] == [4, 5]
     assert [len(b["x"]) for b in InMemoryBatches(data, 4, drop_last=True)] == [4, 4]
     assert [len(b["x"]) for b in InMemoryBatches(data.subset(np.arange(1)), 4)] == [1]
@@ -166,12 +208,12 @@ def _batches(data, batch_size, epoch, **kwargs):
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_subset_batches_equal_batches_of_copied_rows(shuffle):
+def test_subset_batches_equal_batches_of_copied_rows(shuffle, store):
     """A view's batches are bit-identical to those of rows copied out (what subset did)."""
     rng = np.random.default_rng(0)
     counts = sp.random(101, 30, density=0.2, format="csr", dtype=np.float32, random_state=1)
     arrays = {"x": counts, "library": rng.random((101, 1)), "labels": rng.integers(0, 3, 101)}
-    data = TensorData(arrays)
+    data = TensorData(arrays | {"x": store(counts), "library": store(arrays["library"])})
     for index in (np.sort(rng.permutation(101)[:81]), rng.permutation(101)[:41], np.arange(9)):
         copied = TensorData({key: value[index] for key, value in arrays.items()})
         for epoch in (0, 3):

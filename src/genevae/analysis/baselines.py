@@ -3,9 +3,10 @@
 - :func:`pca_baseline`: a 50-component PCA of the same cells, as a latent space (for the
   silhouette and k-NN scores) and as a linear reconstruction (for the reconstruction scores).
 - :func:`module_scores` + :func:`differential_module_scores`: per-cell gene-module scores
-  (``scanpy.tl.score_genes``: mean of the module's genes minus a matched control set), then a
-  test between two groups of cells with Benjamini–Hochberg FDR. This is the obvious baseline
-  for VEGA's Bayes-factor differential activity: no model, same modules.
+  (``scanpy.tl.score_genes``: mean of the module's genes minus a matched control set, or the
+  plain mean log-expression of the module's genes), then a test between two groups of cells
+  with Benjamini–Hochberg FDR. This is the obvious baseline for VEGA's Bayes-factor
+  differential activity: no model, same modules.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sklearn.decomposition import PCA
 from genevae.errors import GenevaeInputError
 
 GroupTest = Literal["welch", "mannwhitney"]
+ScoreMethod = Literal["score_genes", "mean"]
 
 
 @dataclass(frozen=True)
@@ -66,30 +68,30 @@ def module_scores(
     adata: ad.AnnData,
     gene_sets: Mapping[str, Sequence[str]],
     *,
+    method: ScoreMethod = "score_genes",
     ctrl_size: int = 50,
     n_bins: int = 25,
     seed: int = 0,
     layer: str | None = None,
 ) -> pd.DataFrame:
-    """Cells × modules scores from ``scanpy.tl.score_genes`` (log-normalised expression).
+    """Cells × modules scores of log-normalised expression.
 
-    Genes absent from ``adata`` are ignored; modules without any present gene are dropped
-    (with their names in the error if none is left). ``adata`` is not modified.
+    ``method="score_genes"``: ``scanpy.tl.score_genes`` (module mean minus a matched control
+    set; ``ctrl_size``, ``n_bins`` and ``seed`` apply). ``"mean"``: the mean log-expression of
+    the module's genes, all modules in one sparse product (the training-free score VEGA's
+    Bayes factors are checked against). Genes absent from ``adata`` are ignored; modules
+    without any present gene are dropped (with their names in the error if none is left).
+    ``adata`` is not modified.
     """
+    if method not in ("score_genes", "mean"):
+        raise GenevaeInputError(f"method={method!r} is not one of 'score_genes', 'mean'.")
     matrix = adata.X if layer is None else adata.layers[layer]
+    present = _present_genes(gene_sets, adata.var_names)
+    if method == "mean":
+        return _mean_scores(matrix, adata.var_names, present, adata.obs_names)
     light = ad.AnnData(
         X=matrix, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names)
     )
-    present = {
-        name: [gene for gene in genes if gene in light.var_names]
-        for name, genes in gene_sets.items()
-    }
-    present = {name: genes for name, genes in present.items() if genes}
-    if not present:
-        raise GenevaeInputError(
-            f"None of the {len(gene_sets)} gene sets shares a gene with the data "
-            f"(e.g. {list(gene_sets)[:3]}); check that gene symbols match var_names."
-        )
     scores = {}
     for name, genes in present.items():
         sc.tl.score_genes(
@@ -103,6 +105,41 @@ def module_scores(
         )
         scores[name] = light.obs["_score"].to_numpy(dtype=float)
     return pd.DataFrame(scores, index=adata.obs_names)
+
+
+def _present_genes(
+    gene_sets: Mapping[str, Sequence[str]], var_names: pd.Index
+) -> dict[str, list[str]]:
+    """Each set's genes that are in the data; sets with none are dropped (error if all are)."""
+    present = {
+        name: [gene for gene in dict.fromkeys(genes) if gene in var_names]
+        for name, genes in gene_sets.items()
+    }
+    present = {name: genes for name, genes in present.items() if genes}
+    if not present:
+        raise GenevaeInputError(
+            f"None of the {len(gene_sets)} gene sets shares a gene with the data "
+            f"(e.g. {list(gene_sets)[:3]}); check that gene symbols match var_names."
+        )
+    return present
+
+
+def _mean_scores(
+    matrix: np.ndarray | sp.spmatrix,
+    var_names: pd.Index,
+    present: dict[str, list[str]],
+    obs_names: pd.Index,
+) -> pd.DataFrame:
+    """Mean expression of each module's genes: X · membership / module size."""
+    rows = np.concatenate([var_names.get_indexer(genes) for genes in present.values()])
+    columns = np.repeat(np.arange(len(present)), [len(genes) for genes in present.values()])
+    sizes = np.array([len(genes) for genes in present.values()], dtype=float)
+    membership = sp.csc_matrix(
+        (1.0 / sizes[columns], (rows, columns)), shape=(len(var_names), len(present))
+    )
+    scores = matrix @ membership
+    scores = scores.toarray() if sp.issparse(scores) else np.asarray(scores)
+    return pd.DataFrame(scores, index=obs_names, columns=list(present))
 
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:

@@ -58,8 +58,12 @@ def bayes_factor_from_latents(
         mode: ``"vanilla"`` (H1: z1 > z2) or ``"change"`` (H1: |z1 − z2| > delta).
         delta: effect-size threshold of the ``"change"`` mode.
 
+    Ties (z1 = z2, which never happen with continuous posterior draws but do with discrete
+    scores such as a module's mean expression over many zero counts) count half to each
+    hypothesis, so a tie is no evidence either way.
+
     Returns:
-        ``p_h1`` = P(z1 > z2), ``p_h2`` = 1 − p_h1, ``mean_diff`` = mean of z1 − z2 over pairs
+        ``p_h1`` = P(z1 > z2) + ½ P(z1 = z2), ``p_h2`` = 1 − p_h1, ``mean_diff`` = mean of z1 − z2 over pairs
         (signed), ``ln_bf`` and, in ``"change"`` mode, ``p_da`` = P(|z1 − z2| > delta) with
         ``ln_bf`` = ln p_da − ln(1 − p_da).
     """
@@ -74,7 +78,7 @@ def bayes_factor_from_latents(
     first = rng.integers(0, len(z1), size=n_pairs)
     second = rng.integers(0, len(z2), size=n_pairs)
     difference = z1[first] - z2[second]
-    p_h1 = (difference > 0).mean(axis=0)
+    p_h1 = (difference > 0).mean(axis=0) + 0.5 * (difference == 0).mean(axis=0)
     result = {"p_h1": p_h1, "p_h2": 1.0 - p_h1, "mean_diff": difference.mean(axis=0)}
     if mode == "vanilla":
         result["ln_bf"] = np.log(p_h1 + _LOG_EPS) - np.log(1.0 - p_h1 + _LOG_EPS)
@@ -312,7 +316,7 @@ def latent_sampler(
                 )
                 for start in range(0, len(indices), chunk_size)
             ]
-        return np.concatenate([draw.cpu().numpy() for draw in draws], axis=0)
+        return torch.cat(draws).cpu().numpy()  # one copy to the host
 
     return encode_sample
 
@@ -368,5 +372,5 @@ def _draws_from_posterior(
         noise = torch.randn(
             (len(rows), mean.shape[1]), generator=generator, dtype=mean.dtype, device=mean.device
         )
-        draws.append((mean[rows] + scale[rows] * noise).cpu().numpy())
-    return np.concatenate(draws, axis=0)
+        draws.append(mean[rows] + scale[rows] * noise)
+    return torch.cat(draws).cpu().numpy()  # one copy to the host

@@ -174,7 +174,8 @@ def compare_gsea_with_bayes_factors(
 
     Returns:
         module, fdr, neg_log10_fdr, ln_bf, abs_ln_bf, set_size (genes of the module in the
-        data, from the Bayes-factor table).
+        data, from the Bayes-factor table) and nes (GSEA's normalised enrichment score, its
+        sign the direction; NaN when untested or when ``gsea_table`` has no ``nes``).
     """
     for name, table, columns in (
         ("gsea_table", gsea_table, ("module", "fdr")),
@@ -189,7 +190,8 @@ def compare_gsea_with_bayes_factors(
     modules = bf_table[["module", "ln_bf", "n_genes"]]
     if exclude_prefix:
         modules = modules[~modules["module"].astype(str).str.startswith(exclude_prefix)]
-    merged = modules.merge(gsea_table[["module", "fdr"]], on="module", how="left")
+    gsea_columns = ["module", "fdr"] + (["nes"] if "nes" in gsea_table.columns else [])
+    merged = modules.merge(gsea_table[gsea_columns], on="module", how="left")
     fdr = merged["fdr"].fillna(1.0).to_numpy(dtype=float)
     with np.errstate(divide="ignore"):
         neg_log10 = -np.log10(fdr)
@@ -202,5 +204,27 @@ def compare_gsea_with_bayes_factors(
             "ln_bf": merged["ln_bf"].to_numpy(dtype=float),
             "abs_ln_bf": merged["ln_bf"].abs().to_numpy(dtype=float),
             "set_size": merged["n_genes"].to_numpy(),
+            "nes": merged.get("nes", pd.Series(np.nan, index=merged.index)).to_numpy(float),
         }
     )
+
+
+def gsea_for_contrast(
+    cells: ad.AnnData,
+    groupby: str,
+    group1: str,
+    group2: str | None,
+    gene_sets: Mapping[str, Sequence[str]],
+    bf_table: pd.DataFrame,
+    *,
+    prerank: Mapping[str, object] | None = None,
+    exclude_prefix: str | None = "UNANNOTATED",
+) -> pd.DataFrame:
+    """GSEA of one contrast beside the model's ln BF: Wilcoxon ranking → prerank → join.
+
+    The one path the vega pipeline's GSEA node and the evaluation report both take;
+    ``prerank`` holds :func:`run_prerank`'s options.
+    """
+    ranking = wilcoxon_ranking(cells, groupby, group1, group2)
+    gsea = run_prerank(ranking, gene_sets, **dict(prerank or {}))
+    return compare_gsea_with_bayes_factors(gsea, bf_table, exclude_prefix=exclude_prefix)

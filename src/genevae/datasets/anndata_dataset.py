@@ -28,20 +28,23 @@ class AnnDataDataset(FsspecVersionedDataset["AnnData", "AnnData"]):
     are written to a local temporary file, uploaded beside the target and then moved.
 
     ``load_args`` go to `anndata.read_h5ad` (e.g. ``backed: r`` to keep ``X`` on disk; only
-    for local files). ``save_args`` go to `AnnData.write_h5ad` (e.g. ``compression: gzip``).
+    for local files), except ``memory_budget_gb``: a local file whose stored ``X`` is larger
+    opens backed, so training and encoding stream its rows from disk instead of loading it. ``save_args`` go to `AnnData.write_h5ad` (e.g. ``compression: gzip``).
     A truncated or corrupt file raises `DatasetInputError` (a `GenevaeInputError`) naming it.
 
-    Example catalog entry (``conf/base/catalog_<pipeline>.yml``):
+    Example catalog entry (``conf/base/catalog_<pipeline>.yml``; a dataset factory, one file
+    per registered dataset):
 
     ```yaml
-    vega.intermediate_pbmc:
+    "{dataset}.intermediate":
       type: genevae.datasets.anndata_dataset.AnnDataDataset
-      filepath: data/02_intermediate/pbmc.h5ad
+      filepath: data/02_intermediate/{dataset}/intermediate.h5ad
       versioned: true
       save_args:
         compression: gzip
       load_args:
         backed: r   # optional: read X lazily from disk
+        # or: memory_budget_gb: 8   (backed only when X takes more than 8 GB on disk)
     ```
 
     Python API:
@@ -64,8 +67,12 @@ class AnnDataDataset(FsspecVersionedDataset["AnnData", "AnnData"]):
                 f"load_args or copy the file to local disk."
             )
         load_path = self._load_path_str()
+        load_args = dict(self._load_args)
+        budget = load_args.pop("memory_budget_gb", None)
         with self._local_load_path(load_path) as local:
-            return _read_h5ad(local, self._load_args, source=load_path)
+            if budget is not None and self.is_local and _stored_x_bytes(local) > budget * 1e9:
+                load_args["backed"] = "r"
+            return _read_h5ad(local, load_args, source=load_path)
 
     def save(self, data: AnnData) -> None:
         """Write ``data`` atomically to the (versioned) save path."""
@@ -103,6 +110,16 @@ class AnnDataDataset(FsspecVersionedDataset["AnnData", "AnnData"]):
         head = obs.head(nrows).copy()
         head.insert(0, "obs_name", head.index.astype(str), allow_duplicates=True)
         return json.loads(head.reset_index(drop=True).to_json(orient="split", date_format="iso"))
+
+
+def _stored_x_bytes(path: Path) -> int:
+    """Bytes of ``X`` as stored (all of a dense matrix; data, indices and indptr of a sparse one)."""
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        node = file["X"]
+        parts = node.values() if isinstance(node, h5py.Group) else [node]
+        return sum(part.size * part.dtype.itemsize for part in parts)
 
 
 def _read_h5ad(path: Path, load_args: dict[str, Any], *, source: str) -> AnnData:

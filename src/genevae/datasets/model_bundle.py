@@ -216,9 +216,9 @@ class ModelBundleDataset(FsspecVersionedDataset[ModelBundle, ModelBundle]):
     versioned. ``load_args: {expected_type: vega}`` refuses bundles of another model type.
 
     ```yaml
-    vega.trained_model:
+    "vega.{dataset}.model":
       type: genevae.datasets.model_bundle.ModelBundleDataset
-      filepath: data/06_models/vega_model
+      filepath: data/06_models/{dataset}/vega_model
       versioned: true
       load_args:
         expected_type: vega

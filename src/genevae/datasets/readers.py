@@ -41,11 +41,14 @@ class _ReadOnlyFileDataset(AbstractDataset[None, Any]):
 class GeneSetsDataset(_ReadOnlyFileDataset):
     """Gene sets as ``{module name: [genes]}`` from a GMT file or a TF → target edge table.
 
+    The dataset registry (``conf/base/datasets.yml``) creates these entries; for the demo,
+    ``gene_sets.reactome`` and ``grn_references.chipatlas_k562.regulons`` are:
+
     ```yaml
-    reactome_gene_sets:
+    gene_sets.reactome:
       type: genevae.datasets.readers.GeneSetsDataset
       filepath: data/01_raw/msigdb_c2cp_reactome_674_symbols_vega.gmt
-    k562_chipatlas_regulons:
+    grn_references.chipatlas_k562.regulons:
       type: genevae.datasets.readers.GeneSetsDataset
       filepath: data/01_raw/chipatlas_K562_ChipSeq_causalbench.csv.gz
       load_args: {source_col: source, target_col: target}

@@ -524,11 +524,12 @@ class GPOVAE(GenerativeModel):
         if qc is None:
             return 1.0
         alpha = self.config["alpha"]
-        if alpha is None:
-            alpha = qc.mean()
-            if alpha.item() in (0.0, 1.0):
-                return 1.0
-        return (alpha * (1.0 - qc) + (1.0 - alpha) * qc).squeeze(-1)
+        if alpha is not None:
+            return (alpha * (1.0 - qc) + (1.0 - alpha) * qc).squeeze(-1)
+        alpha = qc.mean()  # stays on the device: no read-back per step
+        weights = alpha * (1.0 - qc) + (1.0 - alpha) * qc
+        one_class = (alpha == 0.0) | (alpha == 1.0)
+        return torch.where(one_class, torch.ones_like(weights), weights).squeeze(-1)
 
     def _plated_log_ratio(self, batch: Batch, latents: GlobalLatents) -> torch.Tensor:
         """Σ plated (log p − log q) of E, M (and qc_E), reweighted per cell: K × cells."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,6 +18,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from genevae.errors import GenevaeInputError
+
+MaskedImplementation = Literal["auto", "dense", "sparse"]
+SPARSE_MAX_DENSITY = 0.01
+"""``auto`` uses the sparse product on CPU up to this fraction of live weights.
+
+Forward + backward at batch 128, 675 → 7,000, measured side by side on the shared 2-core
+machine (load 15): the sparse product was 7.2× faster than the dense one at 0.25 % live
+weights, 4.5× at 0.5 % (VEGA's Reactome mask: 0.47 %), 1.6× at 1 %, and slower from
+1.5 % (0.54×; 0.14× at 5 %): its cost grows faster than the number of live weights.
+"""
 
 
 def _as_binary_mask(mask: torch.Tensor | np.ndarray | sp.spmatrix) -> torch.Tensor:
@@ -41,21 +52,51 @@ class MaskedLinear(nn.Module):
     For a decoder from gene modules to genes this is exactly the ``genes × modules``
     gene-module mask (entry (g, m) = 1 iff gene g belongs to module m).
 
-    The mask is applied in the forward pass, so the gradient at masked entries is exactly
-    zero; the masked weights are also zeroed at initialisation, so they stay exactly zero under
-    Adam with (coupled or decoupled) weight decay. This matches VEGA's custom autograd
-    function with a plain dense matmul (fast on CPU and GPU; no Python loops). The mask is a
-    registered buffer, so it is saved in and restored from the state dict.
+    The gradient at masked entries is exactly zero and the masked weights are zeroed at
+    initialisation, so they stay exactly zero under Adam with (coupled or decoupled) weight
+    decay, as VEGA's custom autograd function. The mask is a registered buffer, so it is
+    saved in and restored from the state dict; the parameter layout (a dense ``weight``) is
+    the same for every implementation.
+
+    ``implementation`` chooses how the product is computed, with equal results:
+    ``"dense"`` multiplies by the dense masked weight (one matmul; best on GPUs and for dense
+    masks); ``"sparse"`` gathers the live weights and sums their products with
+    ``index_add`` (forward and backward touch only the mask's nonzeros: Reactome masks keep
+    ~0.5 % of the weights); ``"auto"`` (default) takes the sparse product on CPU when at
+    most :data:`SPARSE_MAX_DENSITY` of the weights are live, the dense one otherwise.
     """
 
-    def __init__(self, mask: torch.Tensor | np.ndarray | sp.spmatrix, bias: bool = True) -> None:
+    def __init__(
+        self,
+        mask: torch.Tensor | np.ndarray | sp.spmatrix,
+        bias: bool = True,
+        implementation: MaskedImplementation = "auto",
+    ) -> None:
         super().__init__()
+        if implementation not in ("auto", "dense", "sparse"):
+            raise GenevaeInputError(
+                f"implementation={implementation!r} is not supported; use 'auto', 'dense' or "
+                "'sparse' (decoder_implementation in the model parameters)."
+            )
         mask_tensor = _as_binary_mask(mask)
         self.out_features, self.in_features = mask_tensor.shape
+        self.implementation = implementation
         self.register_buffer("mask", mask_tensor)
+        self.register_buffer("_live_rows", torch.empty(0, dtype=torch.long), persistent=False)
+        self.register_buffer("_live_cols", torch.empty(0, dtype=torch.long), persistent=False)
+        self.register_buffer("_live_flat", torch.empty(0, dtype=torch.long), persistent=False)
+        self._index_live_weights()
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._index_live_weights())
         self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
         self.bias = nn.Parameter(torch.empty(self.out_features)) if bias else None
         self.reset_parameters()
+
+    def _index_live_weights(self) -> None:
+        """Positions of the mask's nonzeros (again after ``load_state_dict`` replaced it)."""
+        rows, cols = self.mask.nonzero(as_tuple=True)
+        self._live_rows, self._live_cols = rows, cols
+        self._live_flat = rows * self.in_features + cols
+        self.density = rows.numel() / max(self.mask.numel(), 1)
 
     def reset_parameters(self) -> None:
         """U(−1/√in, 1/√in) for weight and bias (as VEGA), then zero the masked weights."""
@@ -70,8 +111,34 @@ class MaskedLinear(nn.Module):
         """The effective weight W ⊙ M (out_features × in_features)."""
         return self.weight * self.mask
 
+    def uses_sparse(self, device: torch.device) -> bool:
+        """Whether ``forward`` on ``device`` takes the sparse product."""
+        if self.implementation != "auto":
+            return self.implementation == "sparse"
+        return device.type == "cpu" and self.density <= SPARSE_MAX_DENSITY
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.uses_sparse(x.device):
+            return self._sparse_forward(x)
         return F.linear(x, self.masked_weight(), self.bias)
+
+    def _sparse_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (W ⊙ M)ᵀ + b over the live weights only, in a features × rows layout.
+
+        Rows of the transposed input are gathered per live weight and added into the output
+        rows, so every gather and ``index_add`` moves contiguous rows; autograd's backward of
+        ``index_select``/``index_add`` is again a gather and an ``index_add``.
+        """
+        flat = x.reshape(-1, self.in_features)
+        values = self.weight.reshape(-1).index_select(0, self._live_flat)
+        terms = flat.t().contiguous().index_select(0, self._live_cols) * values[:, None]
+        out_t = torch.zeros(
+            self.out_features, flat.shape[0], dtype=terms.dtype, device=terms.device
+        ).index_add(0, self._live_rows, terms)
+        out = out_t.t()
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features)
 
     @torch.no_grad()
     def clamp_non_negative(self) -> None:
@@ -79,10 +146,10 @@ class MaskedLinear(nn.Module):
         self.weight.clamp_(min=0.0)
 
     def extra_repr(self) -> str:
-        n_connections = int(self.mask.sum().item())
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}, connections={n_connections}"
+            f"bias={self.bias is not None}, connections={self._live_rows.numel()}, "
+            f"implementation={self.implementation}"
         )
 
 

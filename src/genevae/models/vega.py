@@ -15,7 +15,7 @@ from torch import nn
 
 from genevae.errors import GenevaeInputError
 from genevae.models.base import Batch, GenerativeModel
-from genevae.models.layers import FullyConnectedBlock, MaskedLinear
+from genevae.models.layers import FullyConnectedBlock, MaskedImplementation, MaskedLinear
 
 Likelihood = Literal["gaussian", "nb"]
 _EPS = 1e-8
@@ -33,6 +33,30 @@ def negative_binomial_log_likelihood(
         - torch.lgamma(inverse_dispersion)
         - torch.lgamma(counts + 1.0)
     )
+
+
+def negative_binomial_log_likelihood_per_cell(
+    counts: torch.Tensor, mean: torch.Tensor, inverse_dispersion: torch.Tensor
+) -> torch.Tensor:
+    """``negative_binomial_log_likelihood(...).sum(dim=1)`` for a per-gene θ, less work on zeros.
+
+    ``lgamma(x + θ) − lgamma(θ) − lgamma(x + 1)`` is exactly zero where x = 0, so it (and its
+    digamma gradient) is evaluated at the nonzero counts only: ~6 % of a scRNA batch. The
+    value is the same function; only the order of the floating-point sums differs. Off the
+    CPU the dense formula is used: finding the nonzeros would wait for the device each step.
+    """
+    if counts.device.type != "cpu":
+        return negative_binomial_log_likelihood(counts, mean, inverse_dispersion).sum(dim=1)
+    log_theta_mu = torch.log(inverse_dispersion + mean + _EPS)
+    dense_part = (
+        inverse_dispersion * (torch.log(inverse_dispersion + _EPS) - log_theta_mu)
+        + counts * (torch.log(mean + _EPS) - log_theta_mu)
+    ).sum(dim=1)
+    rows, genes = counts.nonzero(as_tuple=True)
+    observed = counts[rows, genes]
+    theta = inverse_dispersion.index_select(0, genes)
+    count_part = torch.lgamma(observed + theta) - torch.lgamma(theta) - torch.lgamma(observed + 1)
+    return dense_part.index_add(0, rows, count_part)
 
 
 class VEGA(GenerativeModel):
@@ -55,6 +79,9 @@ class VEGA(GenerativeModel):
             count variant did not force positive weights; set ``positive_decoder=False`` to
             match it.
         beta: KL weight (1e-4 as in the paper-era code; no warm-up).
+        decoder_implementation: how the masked decoder product is computed (same results):
+            ``"auto"`` (sparse over the live weights on CPU for masks ≤ 1 % dense, else a
+            dense matmul), ``"dense"`` or ``"sparse"``; see :class:`MaskedLinear`.
 
     The gene-module mask is not in the config: pass it as ``mask`` (genes × n_modules, binary)
     when building a model to train. It is a registered buffer, so ``load_state_dict`` restores
@@ -77,6 +104,7 @@ class VEGA(GenerativeModel):
         encode_covariates: bool = False,
         likelihood: Likelihood = "gaussian",
         beta: float = 1e-4,
+        decoder_implementation: MaskedImplementation = "auto",
         mask: torch.Tensor | np.ndarray | sp.spmatrix | None = None,
     ) -> None:
         config: dict[str, Any] = {
@@ -91,6 +119,7 @@ class VEGA(GenerativeModel):
             "encode_covariates": encode_covariates,
             "likelihood": likelihood,
             "beta": beta,
+            "decoder_implementation": decoder_implementation,
         }
         super().__init__(config)
         if likelihood not in ("gaussian", "nb"):
@@ -110,7 +139,7 @@ class VEGA(GenerativeModel):
         )
         self.mean_head = nn.Sequential(nn.Linear(hidden, n_modules), nn.Dropout(z_dropout))
         self.logvar_head = nn.Sequential(nn.Linear(hidden, n_modules), nn.Dropout(z_dropout))
-        self.decoder = MaskedLinear(self._decoder_mask(mask))
+        self.decoder = MaskedLinear(self._decoder_mask(mask), implementation=decoder_implementation)
         if likelihood == "nb":
             self.log_inverse_dispersion = nn.Parameter(torch.zeros(n_genes))
         if positive_decoder:
@@ -210,7 +239,15 @@ class VEGA(GenerativeModel):
         library = counts.sum(dim=1) if library is None else library.reshape(-1)
         mean = library[:, None] * torch.softmax(output, dim=1)
         theta = torch.exp(self.log_inverse_dispersion)
-        return -negative_binomial_log_likelihood(counts, mean, theta).sum(dim=1)
+        return -negative_binomial_log_likelihood_per_cell(counts, mean, theta)
+
+    def reconstruction_error(self, batch: Batch) -> torch.Tensor:
+        """Per-cell reconstruction loss (summed over genes) from the posterior mean μ.
+
+        The deterministic held-out score that compares masks; call in eval mode.
+        """
+        mean, _ = self.inference(batch)
+        return self._reconstruction(batch, self._decoder_output(mean, self._covariates(batch)))
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Reconstruction (summed over genes) + β·KL, averaged over the cells of the batch.

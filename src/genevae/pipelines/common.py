@@ -148,8 +148,13 @@ def fit_model(
     validation_fraction: float,
     gene_names: Sequence[str],
     metadata: dict[str, Any] | None = None,
+    log_to_mlflow: bool = True,
 ) -> tuple[ModelBundle, pd.DataFrame]:
-    """Train on a seeded random split (seed from the training parameters)."""
+    """Train on a seeded random split (seed from the training parameters).
+
+    ``log_to_mlflow=False`` keeps a side training (a control model) out of the run's
+    metrics and tags.
+    """
     from genevae.training import TrainingSettings
 
     seed = TrainingSettings.from_params(training_params).seed
@@ -162,6 +167,7 @@ def fit_model(
         validation_index=validation_index,
         gene_names=gene_names,
         metadata=metadata,
+        log_to_mlflow=log_to_mlflow,
     )
 
 
@@ -202,6 +208,7 @@ def fit_model_on_split(
     validation_index: np.ndarray,
     gene_names: Sequence[str],
     metadata: dict[str, Any] | None = None,
+    log_to_mlflow: bool = True,
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """Train on explicit train/validation rows, tag the MLflow run, return bundle + history."""
     from genevae.training import TrainingSettings, train_model
@@ -210,7 +217,9 @@ def fit_model_on_split(
         raise GenevaeInputError("The training split is empty; assign some rows to training.")
     settings = TrainingSettings.from_params(training_params)
     val_data = data.subset(validation_index) if len(validation_index) else None
-    result = train_model(model, data.subset(train_index), val_data, settings)
+    result = train_model(
+        model, data.subset(train_index), val_data, settings, log_to_mlflow=log_to_mlflow
+    )
     run_info = {
         "device": result.device,
         "device_name": result.device_name,
@@ -220,7 +229,8 @@ def fit_model_on_split(
         "n_train": len(train_index),
         "n_validation": len(validation_index),
     }
-    _tag_mlflow_run(run_info)
+    if log_to_mlflow:
+        _tag_mlflow_run(run_info)
     bundle = ModelBundle(
         model=result.model,
         gene_names=list(gene_names),

@@ -161,6 +161,30 @@ def _saturation_band(ax, table: pd.DataFrame, cap: float) -> pd.Series:
     return y
 
 
+def _volcano_groups(
+    bf_table: pd.DataFrame, significant: pd.Series
+) -> list[tuple[pd.Series, str, str, bool, str]]:
+    """(rows, colour, marker, filled, label) per point group of the volcano.
+
+    With the evidence columns (``control_pass``, ``calls_agree``) significant modules are
+    split: filled = passes the random-mask control, hollow = does not; circle = the module
+    score (and GSEA, where it ran) make the same call, triangle = they do not.
+    """
+    if not {"control_pass", "calls_agree"} <= set(bf_table.columns):
+        return [
+            (~significant, _OTHER, "o", True, "not significant"),
+            (significant, _SIGNIFICANT, "o", True, "significant"),
+        ]
+    passes = bf_table["control_pass"].astype(bool)
+    agrees = bf_table["calls_agree"].astype(bool)
+    groups = [(~significant, _OTHER, "o", True, "not significant")]
+    for passed, control in ((True, "passes control"), (False, "fails control")):
+        for agreed, marker, agreement in ((True, "o", "methods agree"), (False, "^", "disagree")):
+            rows = significant & (passes == passed) & (agrees == agreed)
+            groups.append((rows, _SIGNIFICANT, marker, passed, f"{control}, {agreement}"))
+    return [group for group in groups if group[0].any() or group[4] == "not significant"]
+
+
 def volcano(
     bf_table: pd.DataFrame,
     ln_bf_threshold: float = 3.0,
@@ -173,9 +197,11 @@ def volcano(
     """ln Bayes factor against mean activity difference, one point per module (VEGA Fig. 1).
 
     Points beyond both thresholds (|ln BF| and |mean diff|) are highlighted; the ``n_labels``
-    modules with the largest |ln BF| (then |mean diff|) are named. With ``ln_bf_cap`` (the
-    largest |ln BF| the pair count allows) modules at the cap are drawn as triangles in a
-    shaded band beyond it, spread by mean difference, and a note says how many there are.
+    modules with the largest |ln BF| (then |mean diff|) are named. An evidence table
+    (``control_pass``, ``calls_agree`` columns) also encodes the control and the agreement in
+    the markers. With ``ln_bf_cap`` (the largest |ln BF| the pair count allows) modules at the
+    cap are drawn as stars in a shaded band beyond it, spread by mean difference, and a note
+    says how many there are.
     """
     _require_columns(bf_table, ["module", "ln_bf", "mean_diff"], "bf_table")
     table = bf_table.reset_index(drop=True)
@@ -193,28 +219,22 @@ def volcano(
     y = _saturation_band(ax, table, ln_bf_cap) if saturated.any() else table["ln_bf"]
     _label_room(ax, None if saturated.any() else y, table["mean_diff"])
     table = table.assign(_y=y)
-    for selected, colour, label, marker in (
-        (~significant & ~saturated, _OTHER, "not significant", "o"),
-        (
-            significant & ~saturated,
-            _SIGNIFICANT,
-            "significant" + (" below the cap" if saturated.any() else ""),
-            "o",
-        ),
-        (saturated, _SIGNIFICANT, f"saturated (|ln BF| = {ln_bf_cap or 0:.1f})", "^"),
-    ):
+    groups = [(rows & ~saturated, *rest) for rows, *rest in _volcano_groups(table, significant)]
+    if saturated.any():
+        label = f"saturated (|ln BF| = {ln_bf_cap:.1f})"
+        groups.append((saturated, _SIGNIFICANT, "*", True, label))
+    for selected, colour, marker, filled, label in groups:
         part = table[selected]
-        if len(part) or marker == "o":
-            ax.scatter(
-                part["mean_diff"],
-                part["_y"],
-                s=14,
-                c=colour,
-                marker=marker,
-                alpha=0.8,
-                label=f"{label} ({len(part)})",
-                edgecolors="none",
-            )
+        ax.scatter(
+            part["mean_diff"],
+            part["_y"],
+            s=12 if marker == "o" else 24,
+            marker=marker,
+            c=colour if filled else "none",
+            edgecolors=colour,
+            alpha=0.8,
+            label=f"{label} ({len(part)})",
+        )
     for sign in (-1, 1):
         ax.axhline(sign * ln_bf_threshold, ls="--", lw=0.8, c="k")
         ax.axvline(sign * mean_diff_threshold, ls=":", lw=0.8, c="k")

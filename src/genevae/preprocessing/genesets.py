@@ -284,3 +284,56 @@ def build_gene_module_mask(
     mask[:, len(kept) :] = 1.0
     extra = [f"{EXTRA_NODE_PREFIX}{k}" for k in range(add_nodes)]
     return GeneModuleMask(mask=mask, module_names=kept + extra, overlap=overlap)
+
+
+def gene_sets_from_mask(
+    mask: np.ndarray,
+    gene_names: Sequence[str],
+    module_names: Sequence[str],
+    exclude_prefix: str | None = EXTRA_NODE_PREFIX,
+) -> dict[str, list[str]]:
+    """Module → genes of a genes × modules mask (what a model was trained with).
+
+    Columns whose name starts with ``exclude_prefix`` (the fully connected extra nodes) are
+    left out: they are not gene sets.
+    """
+    connected = np.asarray(mask) > 0
+    if connected.shape != (len(gene_names), len(module_names)):
+        raise GenevaeInputError(
+            f"mask has shape {connected.shape} but there are {len(gene_names)} gene names and "
+            f"{len(module_names)} module names; pass the names the mask was built with."
+        )
+    genes = np.asarray(gene_names)
+    return {
+        str(module): genes[connected[:, j]].tolist()
+        for j, module in enumerate(module_names)
+        if not (exclude_prefix and str(module).startswith(exclude_prefix))
+    }
+
+
+def shuffled_gene_module_masks(
+    mask: pd.DataFrame,
+    n_masks: int,
+    seed: int = 0,
+    exclude_prefix: str = EXTRA_NODE_PREFIX,
+) -> list[pd.DataFrame]:
+    """``n_masks`` random-mask controls: the annotated columns' genes shuffled, sizes kept.
+
+    Each control permutes the gene rows of the annotated modules (one seeded permutation per
+    mask), so every module keeps its exact size, and the modules keep their pairwise overlaps
+    and the mask its sparsity; only which genes they hold is random. This is the size-matched
+    control of "Sparsity is all you need" (arXiv 2505.04300). Extra nodes (names starting with
+    ``exclude_prefix``) stay as they are. Column names are kept: column j of a control is the
+    shuffled twin of module j.
+    """
+    if n_masks < 0:
+        raise GenevaeInputError(f"n_masks={n_masks} must be >= 0 (0 turns the control off).")
+    annotated = ~mask.columns.astype(str).str.startswith(exclude_prefix)
+    values = mask.to_numpy()
+    rng = np.random.default_rng(seed)
+    controls = []
+    for _ in range(n_masks):
+        shuffled = values.copy()
+        shuffled[:, annotated] = values[rng.permutation(len(values))][:, annotated]
+        controls.append(pd.DataFrame(shuffled, index=mask.index, columns=mask.columns))
+    return controls

@@ -4,7 +4,7 @@ Kedro writes every run of a versioned parquet dataset to ``<name>.parquet/<versi
 Re-running a pipeline with ``--params "<model>.training.seed=N"`` therefore leaves one version per
 seed, and this module summarises them cell by cell::
 
-    python -m genevae.reporting.versions data/08_reporting/gpo_vae_comparison.parquet --last 3
+    python -m genevae.reporting.versions data/08_reporting/adamson/gpo_vae_comparison.parquet --last 3
 
 prints a markdown table (rows: the table's rows, here predictors) of "mean ± SD" per column,
 with the versions it read. ``--transpose`` puts the columns (metrics) down the side.

@@ -1,10 +1,12 @@
-"""In-memory mini-batches: the training hot path.
+"""Mini-batches from memory or from disk: the training hot path.
 
 Per-cell arrays are turned into tensors once; each batch is one fancy-index per array (sparse
 rows are densified per batch, never the whole matrix). This avoids a per-item Dataset and a
 collate loop, which dominate the cost of small models on CPU. Train/validation splits are
 row-index views over the same arrays (:meth:`TensorData.subset`), so splitting a data set
-copies no rows.
+copies no rows. A matrix of an ``.h5ad`` opened backed (``adata.X`` of
+``read_h5ad(..., backed="r")``) stays on disk: each batch reads its rows
+(:mod:`genevae.training.disk`), one batch ahead in a thread, and the batches are the same.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import torch
 import torch.distributed as dist
 
 from genevae.errors import GenevaeInputError
+from genevae.training.disk import BackedRows, is_backed, prefetched
 
 ArrayLike = np.ndarray | sp.spmatrix | sp.sparray
+"""Also accepted: a backed matrix (anndata's ``CSRDataset`` or an ``h5py.Dataset``)."""
 
 
 class _CheckedArrays(dict):
@@ -45,6 +49,9 @@ class TensorData:
             raise GenevaeInputError(f"Batch arrays have different numbers of rows: {lengths}")
         checked = isinstance(self.arrays, _CheckedArrays)  # a view: its parent checked them
         for key, value in ({} if checked else self.arrays).items():
+            if is_backed(value):
+                _check_backed(key, value)
+                continue
             data = value.data if sp.issparse(value) else value
             dtype = np.asarray(data).dtype
             if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
@@ -99,21 +106,39 @@ class TensorData:
         return value if self.rows is None else value[self.rows]
 
 
-def _as_float32(value: ArrayLike) -> np.ndarray | sp.csr_matrix:
+def _check_backed(key: str, value: ArrayLike) -> None:
+    """The dtype and finiteness checks of in-memory arrays, reading the file in chunks."""
+    if not np.issubdtype(value.dtype, np.number):
+        raise GenevaeInputError(
+            f"Batch array '{key}' (on disk) has dtype {value.dtype}, not numbers; convert it "
+            "to numeric values first."
+        )
+    BackedRows(value).check_finite(key)
+
+
+def _as_float32(value: ArrayLike) -> ArrayLike:
+    if is_backed(value):
+        return value  # converted per batch when read
     if sp.issparse(value):
         return sp.csr_matrix(value, dtype=np.float32)
     return np.ascontiguousarray(value, dtype=np.float32)
 
 
-def _as_row_source(value: ArrayLike) -> torch.Tensor | sp.csr_matrix:
+RowSource = torch.Tensor | sp.csr_matrix | BackedRows
+
+
+def _as_row_source(value: ArrayLike) -> RowSource:
+    if is_backed(value):
+        return BackedRows(value)
     value = _as_float32(value)
     return value if sp.issparse(value) else torch.as_tensor(value)
 
 
-def _rows(source: torch.Tensor | sp.csr_matrix, index: np.ndarray) -> torch.Tensor:
+def _rows(source: RowSource, index: np.ndarray) -> torch.Tensor:
     if isinstance(source, torch.Tensor):
         return source[torch.from_numpy(index)]
-    return torch.from_numpy(source[index].toarray())
+    rows = source[index]
+    return torch.from_numpy(rows.toarray() if sp.issparse(rows) else rows)
 
 
 class InMemoryBatches:
@@ -122,7 +147,8 @@ class InMemoryBatches:
     Shuffles with its own generator seeded by ``(seed, epoch)``; the trainer sets the epoch
     (:meth:`set_epoch`, as for a distributed sampler), so a resumed run replays exactly the
     orders of an uninterrupted one. Under DDP each process takes an interleaved shard of the
-    permutation, so no sampler needs replacing.
+    permutation, so no sampler needs replacing. Despite the name, a backed matrix stays on
+    disk: its rows are read per batch (:attr:`reads_from_disk`).
     """
 
     def __init__(
@@ -188,7 +214,16 @@ class InMemoryBatches:
     def __len__(self) -> int:
         return len(self._bounds())
 
+    @property
+    def reads_from_disk(self) -> bool:
+        """Whether some array is read from a backed file batch by batch."""
+        return any(isinstance(source, BackedRows) for source in self.sources.values())
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        batches = self._batches()
+        return prefetched(batches) if self.reads_from_disk else batches
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
         order = self._order()
         for start, stop in self._bounds():
             index = np.sort(order[start:stop])

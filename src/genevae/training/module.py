@@ -55,28 +55,40 @@ class GenerativeTrainingModule(L.LightningModule):
         return terms["loss"]
 
     def _accumulate(self, split: str, terms: dict[str, torch.Tensor], n_cells: int) -> None:
-        """Add this batch's cell-weighted terms to the epoch totals (one device sync)."""
+        """Add this batch's cell-weighted terms to the epoch totals, on the model's device.
+
+        On CPU every batch is checked for NaN/inf (free there); on an accelerator the check
+        waits for the epoch's end (:meth:`_log_epoch`), since reading a value back each step
+        would stall the device. A NaN or inf stays in the totals, so it is still reported
+        with its epoch and term.
+        """
         values = torch.stack([value.detach().reshape(()).double() for value in terms.values()])
-        finite = torch.isfinite(values)
-        if not bool(finite.all()):
-            name, value = next(
-                (name, float(value))
-                for (name, value), ok in zip(terms.items(), finite.tolist(), strict=True)
-                if not ok
-            )
-            raise NonFiniteLossError(
-                f"Epoch {self.current_epoch}: {split} loss term '{name}' is {value}. "
-                "Lower the learning rate or check the input for extreme values; the last "
-                "good checkpoint is kept."
-            )
         names, total, cells = self._epoch_totals.get(split, (list(terms), 0.0, 0))
         self._epoch_totals[split] = (names, total + values * n_cells, cells + n_cells)
+        if values.device.type == "cpu":
+            self._raise_if_non_finite(split, names, values)
+
+    def _raise_if_non_finite(self, split: str, names: list[str], values: torch.Tensor) -> None:
+        finite = torch.isfinite(values).tolist()  # one device sync
+        if all(finite):
+            return
+        name, value = next(
+            (name, value)
+            for name, value, ok in zip(names, values.tolist(), finite, strict=True)
+            if not ok
+        )
+        raise NonFiniteLossError(
+            f"Epoch {self.current_epoch}: {split} loss term '{name}' is {value}. "
+            "Lower the learning rate or check the input for extreme values; the last "
+            "good checkpoint is kept."
+        )
 
     def _log_epoch(self, split: str) -> None:
         """Log each term's per-cell average over the epoch (weighted like Lightning's mean)."""
         if split not in self._epoch_totals:
             return
         names, total, cells = self._epoch_totals.pop(split)
+        self._raise_if_non_finite(split, names, total)
         for name, value in zip(names, (total / cells).tolist(), strict=True):
             self.log(
                 f"{split}/{name}",

@@ -315,7 +315,13 @@ def _checkpoints(settings: TrainingSettings, has_validation: bool) -> list[Model
     monitored checkpoint does, so ``resume`` would restart from the best epoch instead.
     """
     folder = settings.checkpoint_dir
-    name = {"filename": "epoch{epoch:04d}", "auto_insert_metric_name": False}
+    # A resume after a kill between an epoch's file and last.ckpt trains that epoch again:
+    # its file is replaced, not joined by an "epoch0002-v1.ckpt".
+    name = {
+        "filename": "epoch{epoch:04d}",
+        "auto_insert_metric_name": False,
+        "enable_version_counter": False,
+    }
     if not has_validation:
         return [ModelCheckpoint(folder, **name, save_last=True, save_top_k=-1, every_n_epochs=1)]
     return [

@@ -70,6 +70,10 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
     assert client.get_metric_history(run_id, "gpo_vae.adamson.no_grn.val_loss")
     metrics = client.get_run(run_id).data.metrics
     assert "gpo_vae.adamson.comparison.gpo_vae.ate_pearson_top20_test" in metrics
+    for namespace in VARIANTS:  # each variant logs the epoch whose weights it kept
+        val_loss = client.get_metric_history(run_id, f"gpo_vae.adamson.{namespace}.val_loss")
+        best = min(val_loss, key=lambda metric: (metric.value, metric.step)).step
+        assert metrics[f"gpo_vae.adamson.{namespace}.best_epoch"] == best
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"gpo_vae.adamson.comparison", "gpo_vae.adamson.report"} <= artifacts
     assert "gpo_vae.adamson.full.model" not in artifacts  # stored once, in data/06_models

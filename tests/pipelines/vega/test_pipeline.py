@@ -35,9 +35,30 @@ def test_vega_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipe
     assert set(table["module"]) == set(modules)
     assert np.isfinite(table["ln_bf"]).all()
 
+    evidence = pd.read_parquet(
+        _latest(data / "08_reporting" / "kang" / "vega_differential_evidence.parquet")
+    )
+    assert len(evidence) == len(table) and np.isfinite(evidence["module_score_ln_bf"]).any()
+    assert {"calls_agree", "control_empirical_p", "ln_bf_bayes_factor_seed_sd"} <= set(evidence)
+    assert evidence["gsea_fdr"].notna().any()  # the GSEA comparison's rows
+    heldout = pd.read_parquet(
+        _latest(data / "08_reporting" / "kang" / "vega_heldout_reconstruction.parquet")
+    )
+    assert heldout["kind"].tolist() == ["real", "random_mask", "random_mask"]
+
     run_id = mlflow_run(processed_project, "vega.kang")  # one run per pipeline × dataset
     history = mlflow.MlflowClient().get_metric_history(run_id, "train_loss")
-    assert len(history) == 3
+    assert len(history) == 3  # the control models' trainings stay out of the run
+    metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
+    evidence_metrics = {"heldout_reconstruction_random_mask", "heldout_reconstruction_real"} | {
+        f"condition_stimulated_vs_control.{name}"
+        for name in (
+            "n_significant_passing_control",
+            "n_significant_agreeing",
+            "top10_overlap_bayes_factor_seed",
+        )
+    }
+    assert {f"vega.kang.evidence.{name}" for name in evidence_metrics} <= set(metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert {"vega.kang.report", "vega.kang.training_curves"} <= artifacts
     assert "vega.kang.model" not in artifacts  # stored once, in data/06_models; the run says where

@@ -24,6 +24,7 @@ import pandas as pd
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.pipelines.common import expression_data
 from genevae.pipelines.vega.nodes import train_vega
+from genevae.preprocessing.genesets import gene_sets_from_mask
 
 if TYPE_CHECKING:
     import torch
@@ -104,13 +105,12 @@ def vega_posterior(bundle: ModelBundle, adata: AnnData, target_sum: float = 1e4)
 
 def gene_sets_of(bundle: ModelBundle, exclude_prefix: str | None = None) -> dict[str, list[str]]:
     """Module → genes, read from the model's own mask (what it was trained with)."""
-    mask = bundle.model.gene_module_mask.detach().cpu().numpy() > 0
-    genes = np.asarray(bundle.gene_names)
-    return {
-        module: genes[mask[:, j]].tolist()
-        for j, module in enumerate(bundle.metadata["module_names"])
-        if not (exclude_prefix and str(module).startswith(exclude_prefix))
-    }
+    return gene_sets_from_mask(
+        bundle.model.gene_module_mask.detach().cpu().numpy(),
+        bundle.gene_names,
+        bundle.metadata["module_names"],
+        exclude_prefix,
+    )
 
 
 def merged_vega_params(

@@ -2,18 +2,24 @@
 
 Kedro nodes cannot declare optional inputs, and ``kedro run --pipelines evaluation`` must not
 fail because, say, Tybalt was never trained. :class:`OptionalDataset` wraps the model
-pipeline's own catalog entry (pulled in by OmegaConf interpolation, so paths are written
+pipeline's own catalog entry (a YAML anchor of the ``@saved`` entry, so paths are written
 once) and loads ``None`` when that entry is not configured or has no saved version yet;
 otherwise a :class:`Loaded` record with the data and the version it read, which the report
 turns into provenance. Saving passes through, so report sections written by one run can be
 read (or found missing) by the next.
 
-Catalog example::
+Catalog example (``conf/base/catalog_vega.yml``: the two entries are Kedro transcodings of one
+dataset, so kedro-viz draws one node with an edge into the evaluation)::
 
-    evaluation.vega.model:
+    "vega.{dataset}.model@saved": &vega_model
+      type: genevae.datasets.model_bundle.ModelBundleDataset
+      filepath: data/06_models/{dataset}/vega_model
+      versioned: true
+
+    "vega.{dataset}.model@optional":
       type: genevae.pipelines.evaluation.datasets.OptionalDataset
-      source: vega_model
-      dataset: ${oc.select:vega_model,null}
+      source: "vega.{dataset}.model"
+      dataset: *vega_model
 """
 
 from __future__ import annotations

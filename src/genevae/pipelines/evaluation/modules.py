@@ -56,11 +56,7 @@ def _gsea_table(
     settings: dict[str, Any],
 ) -> tuple[pd.DataFrame, str]:
     """The vega pipeline's GSEA comparison when it is of this contrast, else a fresh prerank."""
-    from genevae.analysis.gsea import (
-        compare_gsea_with_bayes_factors,
-        run_prerank,
-        wilcoxon_ranking,
-    )
+    from genevae.analysis.gsea import gsea_for_contrast
 
     if (
         saved is not None
@@ -69,9 +65,13 @@ def _gsea_table(
     ):
         return saved.data, f"GSEA from the vega pipeline ({saved.source} {saved.version})"
     groups = (contrast["groupby"], contrast["group1"], contrast.get("group2"))
-    gsea = run_prerank(wilcoxon_ranking(cells, *groups), gene_sets, **settings["gsea"])
-    table = compare_gsea_with_bayes_factors(
-        gsea, bf_rows, exclude_prefix=settings["exclude_prefix"]
+    table = gsea_for_contrast(
+        cells,
+        *groups,
+        gene_sets,
+        bf_rows,
+        prerank=settings["gsea"],
+        exclude_prefix=settings["exclude_prefix"],
     )
     return table, "GSEA pre-rank computed here on the model's gene modules"
 

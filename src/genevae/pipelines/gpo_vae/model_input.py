@@ -2,7 +2,7 @@
 
 The ``05_model_input`` artifact keeps AnnData conventions so it opens in scanpy:
 
-- ``X`` log-normalised expression (as in ``adamson_processed``), ``layers["counts"]`` raw
+- ``X`` log-normalised expression (as in ``<dataset>.processed``, e.g. ``adamson.processed``), ``layers["counts"]`` raw
   counts (the likelihood target), ``layers["counterfactual"]`` CRADLE-VAE's counterfactual
   counts (median of QC-failing cells, CSR);
 - ``obsm["dosage"]`` / ``obsm["delta_x"]`` cells × GRN-node DataFrames (perturbed genes

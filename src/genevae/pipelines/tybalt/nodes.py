@@ -128,8 +128,8 @@ def cancer_type_palette(colors: pd.DataFrame) -> dict[str, str]:
     missing = [column for column in _COLOUR_COLUMNS if column not in colors.columns]
     if missing:
         raise GenevaeInputError(
-            f"tcga_cancer_type_colors lacks column(s) {missing} (found {list(colors.columns)}); "
-            "point the catalog entry at Tybalt's tcga_colors.tsv."
+            f"The colours table lacks column(s) {missing} (found {list(colors.columns)}); "
+            "point the dataset's colors: in datasets.yml at a table like Tybalt's tcga_colors.tsv."
         )
     studies = colors["Study Abbreviation"].fillna("NA").astype(str).str.strip()
     return dict(zip(studies, colors["Hex Colors"].astype(str).str.strip(), strict=True))

@@ -76,7 +76,7 @@ def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
         ),
         Node(
             nodes.volcano_figures,
-            inputs=[f"{out}.differential_activity@saved", "params:vega.analysis"],
+            inputs=[f"{out}.differential_evidence", "params:vega.analysis"],
             outputs=f"{out}.volcano_plots",
             name="volcano_plots",
         ),
@@ -97,6 +97,7 @@ def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
             outputs=[f"{out}.gsea_comparison@saved", f"{out}.gsea_scatter"],
             name="gsea_comparison",
         ),
+        *_evidence_nodes(out, processed),
         Node(
             nodes.training_curve_figure,
             inputs=f"{out}.training_history",
@@ -118,6 +119,41 @@ def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
             ],
             outputs=[f"{out}.report", f"{out}.headline"],
             name="report",
+        ),
+    ]
+
+
+def _evidence_nodes(out: str, processed: str) -> list[Node]:
+    """Bayes-factor seeds, the random-mask control and the evidence table (issue #14)."""
+    return [
+        Node(
+            nodes.bayes_factor_replicates,
+            inputs=[f"{out}.model@saved", processed, "params:vega.analysis"],
+            outputs=f"{out}.bayes_factor_replicates",
+            name="bayes_factor_replicates",
+        ),
+        Node(
+            nodes.random_mask_control,
+            inputs=[processed, f"{out}.gene_module_mask", f"{out}.model@saved", "params:vega"],
+            outputs=[f"{out}.control_replicates", f"{out}.heldout_reconstruction"],
+            name="random_mask_control",
+        ),
+        Node(
+            nodes.differential_evidence,
+            inputs=[
+                f"{out}.differential_activity@saved",
+                f"{out}.bayes_factor_replicates",
+                f"{out}.control_replicates",
+                f"{out}.heldout_reconstruction",
+                f"{out}.gsea_comparison@saved",
+                "params:vega",
+            ],
+            outputs=[
+                f"{out}.differential_evidence",
+                f"{out}.evidence_stability",
+                f"{out}.evidence_metrics",
+            ],
+            name="differential_evidence",
         ),
     ]
 

@@ -96,6 +96,12 @@ PARAM_CASES: list[ParamCase] = [
         "`tybalt.generation.arithmetic[0].groupy` is not a known parameter",
     ),
     (
+        "section_left_out",
+        lambda p: p["data_processing"].update(gene_selection="mean"),
+        "`data_processing.gene_selection` is not a known parameter; "
+        "did you mean `data_processing.bulk.gene_selection`?",
+    ),
+    (
         "wrong_type",
         lambda p: p["vega"]["model"].update(hidden="wide"),
         "`vega.model.hidden` = 'wide': input should be a valid integer",

@@ -307,16 +307,19 @@ def _describe(name: str, model: Any, detail: Mapping[str, Any]) -> str:
     loc = tuple(detail["loc"])
     where = _dotted(name, loc)
     if detail["type"] == "extra_forbidden":
-        return _unknown_key(name, loc, _keys_at(model, loc[:-1]))
+        siblings = _keys_at(model, loc[:-1])
+        nested = [f"{s}.{loc[-1]}" for s in siblings if loc[-1] in _keys_at(model, (*loc[:-1], s))]
+        return _unknown_key(name, loc, siblings, nested)
     if detail["type"] == "missing":
         return f"`{where}` is missing; add it."
     return f"`{where}` = {detail.get('input')!r}: {detail['msg'].lower()}; change the value."
 
 
-def _unknown_key(name: str, loc: tuple[Any, ...], valid: list[str]) -> str:
+def _unknown_key(name: str, loc: tuple[Any, ...], valid: list[str], nested: list[str]) -> str:
+    """The closest valid sibling, else the same key one level down (a section left out)."""
     parent = _dotted(name, loc[:-1])
     key = str(loc[-1])
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6) or nested[:1]
     if close:
         return f"`{parent}.{key}` is not a known parameter; did you mean `{parent}.{close[0]}`?"
     known = ", ".join(sorted(valid)) or "none"

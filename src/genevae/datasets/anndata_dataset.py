@@ -29,7 +29,8 @@ class AnnDataDataset(FsspecVersionedDataset["AnnData", "AnnData"]):
 
     ``load_args`` go to `anndata.read_h5ad` (e.g. ``backed: r`` to keep ``X`` on disk; only
     for local files), except ``memory_budget_gb``: a local file whose stored ``X`` is larger
-    opens backed, so training and encoding stream its rows from disk instead of loading it. ``save_args`` go to `AnnData.write_h5ad` (e.g. ``compression: gzip``).
+    opens backed, so training and encoding stream its rows from disk instead of loading it.
+    ``save_args`` go to `AnnData.write_h5ad` (e.g. ``compression: gzip``).
     A truncated or corrupt file raises `DatasetInputError` (a `GenevaeInputError`) naming it.
 
     Example catalog entry (``conf/base/catalog_<pipeline>.yml``; a dataset factory, one file

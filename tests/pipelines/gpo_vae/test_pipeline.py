@@ -83,4 +83,5 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
         best = min(val_loss, key=lambda metric: (metric.value, metric.step)).step
         assert metrics[f"gpo_vae.adamson.{namespace}.best_epoch"] == best
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"gpo_vae.adamson.full.model", "gpo_vae.adamson.comparison"} <= artifacts
+    assert {"gpo_vae.adamson.comparison", "gpo_vae.adamson.report"} <= artifacts
+    assert "gpo_vae.adamson.full.model" not in artifacts  # stored once, in data/06_models

@@ -41,14 +41,15 @@ test: setup lint
 test-all: setup lint
 	$(BIN)/pytest -m ""
 
+# The UIs run in their own process group: Ctrl-C or `kill` stops the server and its workers.
 viz: setup
-	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141 --no-browser
+	$(BIN)/python -m genevae.ui viz --host 127.0.0.1 --port 4141
 
 viz-build: setup
 	$(BIN)/kedro viz build
 
 mlflow-ui: setup
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+	$(BIN)/python -m genevae.ui mlflow --host 127.0.0.1 --port 5000
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all

@@ -98,7 +98,7 @@ def test_raw_catalog_entries_name_every_registered_file():
         "source_col": "tf",
         "target_col": "gene",
     }
-    assert all(spec["metadata"]["kedro-viz"]["layer"] == "raw" for spec in entries.values())
+    assert all(spec["metadata"]["kedro-viz"]["layer"] == "01_raw" for spec in entries.values())
 
 
 @pytest.mark.parametrize(

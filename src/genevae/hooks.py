@@ -1,23 +1,32 @@
-"""Kedro hooks that make every MLflow run traceable to its data and complete with artifacts.
+"""Kedro hooks that make every MLflow run traceable, light and ending with an answer.
 
 kedro-mlflow starts one MLflow run per ``kedro run`` and logs the parameters; these hooks add
-what it does not: the version of every versioned dataset a run read or wrote (as tags), and
-the files of trained models, figures and report tables (as artifacts).
+what it does not: the version of every versioned dataset a run read or wrote (tags), the
+report files and figures (artifacts; models stay in ``data/06_models`` and are referenced by
+path), tags a reader can use (the data set, the full command), one system-metrics monitor
+per run, and a short summary printed when the run ends.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import shlex
+import time
 from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 
+from genevae.reporting.summary import format_duration, run_summary
+
 logger = logging.getLogger(__name__)
 
-_ARTIFACT_TYPES = ("ModelBundleDataset", "MatplotlibDataset", "HTMLDataset", "TextDataset")
-_ARTIFACT_LAYERS = ("08_reporting", "07_model_output", "06_models")
+_ARTIFACT_TYPES = ("MatplotlibDataset", "FigureFolderDataset", "HTMLReportDataset", "TextDataset")
+_ARTIFACT_LAYERS = ("08_reporting",)
+MLFLOW_UI = "http://127.0.0.1:5000"
+KEDRO_VIZ = "http://127.0.0.1:4141"
 
 
 def _active_run() -> bool:
@@ -26,8 +35,20 @@ def _active_run() -> bool:
     return mlflow.active_run() is not None
 
 
+def _active_run_id() -> str | None:
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.run_id if run is not None else None
+
+
 class DataLineageHook:
-    """Tags the MLflow run with dataset versions and logs model/report files as artifacts."""
+    """Tags the MLflow run with dataset versions; logs report files and figures as artifacts.
+
+    Models and model outputs (``06_models``, ``07_model_output``) are large and already
+    versioned on disk, so the run records where they are (``data_path.output.<name>``)
+    instead of a second copy: a demo run stays under 10 MB.
+    """
 
     def __init__(self, runs: DatasetRuns | None = None) -> None:
         self._catalog: Any = None
@@ -64,13 +85,15 @@ class DataLineageHook:
             return
         import mlflow
 
-        path = _saved_path(dataset)
+        path = saved_path(dataset)
         dataset_name = _untranscoded(dataset_name)
         if isinstance(dataset, AbstractVersionedDataset):
             mlflow.set_tag(f"data_version.output.{dataset_name}", dataset.resolve_save_version())
-        if path is None or not path.exists() or not _is_artifact(dataset, path):
+        if path is None or not path.exists():
             return
-        if path.is_dir():
+        if not _is_artifact(dataset, path):
+            mlflow.set_tag(f"data_path.output.{dataset_name}", str(path))
+        elif path.is_dir():
             mlflow.log_artifacts(str(path), artifact_path=dataset_name)
         else:
             mlflow.log_artifact(str(path), artifact_path=dataset_name)
@@ -81,7 +104,8 @@ def _untranscoded(dataset_name: str) -> str:
     return dataset_name.split("@", 1)[0]
 
 
-def _saved_path(dataset: Any) -> Path | None:
+def saved_path(dataset: Any) -> Path | None:
+    """Where ``dataset`` wrote its last save (the versioned file), or ``None`` if not local."""
     try:
         if isinstance(dataset, AbstractVersionedDataset):
             return Path(str(dataset._get_versioned_path(dataset.resolve_save_version())))
@@ -95,6 +119,159 @@ def _is_artifact(dataset: Any, path: Path) -> bool:
     if type(dataset).__name__ in _ARTIFACT_TYPES:
         return True
     return any(layer in path.parts for layer in _ARTIFACT_LAYERS)
+
+
+def kedro_command(run_params: dict[str, Any]) -> str:
+    """The ``kedro run`` command line that reproduces a run (``--env`` and ``--params`` too)."""
+    options: list[str] = []
+
+    def add(flag: str, value: Any) -> None:
+        if value:
+            options.extend([flag, value if isinstance(value, str) else ",".join(map(str, value))])
+
+    add("--pipelines", [p for p in run_params.get("pipeline_names") or [] if p != "__default__"])
+    add("--env", run_params.get("env") if run_params.get("env") != "local" else None)
+    add(
+        "--params",
+        [f"{k}={v}" for k, v in _flat_params(run_params.get("runtime_params") or {}).items()],
+    )
+    add("--tags", run_params.get("tags"))
+    add("--nodes", run_params.get("node_names"))
+    add("--from-nodes", run_params.get("from_nodes"))
+    add("--to-nodes", run_params.get("to_nodes"))
+    add("--from-inputs", run_params.get("from_inputs"))
+    add("--to-outputs", run_params.get("to_outputs"))
+    add("--namespaces", run_params.get("namespaces"))
+    versions = run_params.get("load_versions") or {}
+    add("--load-versions", [f"{name}:{version}" for name, version in versions.items()])
+    runner = _runner_name(str(run_params.get("runner")))
+    add("--runner", runner if runner != "SequentialRunner" else None)
+    return shlex.join(["kedro", "run", *options])
+
+
+def _runner_name(runner: str) -> str:
+    """``<kedro.runner.parallel_runner.ParallelRunner object at 0x…>`` → ``ParallelRunner``;
+    no runner (``"None"``) is Kedro's default, the SequentialRunner."""
+    match = re.search(r"(\w+Runner)", runner)
+    return match.group(1) if match else "SequentialRunner"
+
+
+class RunContextHook:
+    """Meaningful run tags, one system-metrics monitor per run, and the closing summary.
+
+    kedro-mlflow re-enters the run before every node; with MLflow's own system-metrics switch
+    each re-entry starts another monitor (two log lines and one more sampling thread per
+    node). ``settings.py`` therefore turns MLflow's switch off and this hook runs a single
+    monitor for the whole run when ``system_metrics`` is on.
+    """
+
+    def __init__(self, system_metrics: bool = True) -> None:
+        self._system_metrics = system_metrics
+        self._monitor: Any = None
+        self._run: dict[str, str] | None = None
+        self._started = 0.0
+        self._headlines: list[str] = []
+        self._reports: list[Path] = []
+        self._report_runs: list[str | None] = []
+        self._catalog: Any = None
+        self._n_nodes = self._n_done = 0
+        self._node_started = 0.0
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        self._catalog = catalog
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:
+        self._started = time.monotonic()
+        self._headlines, self._reports, self._run = [], [], None
+        self._report_runs: list[str | None] = []
+        self._n_nodes, self._n_done = len(pipeline.nodes), 0
+        if not _active_run():
+            return
+        import mlflow
+
+        run = mlflow.active_run()
+        self._run = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
+        tags = {
+            "runner": _runner_name(str(run_params.get("runner"))),
+            "kedro_command": kedro_command(run_params),
+        }
+        mlflow.set_tags(tags)
+        if self._system_metrics:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(run.info.run_id)
+            self._monitor.start()
+
+    @hook_impl
+    def before_node_run(self) -> None:
+        self._node_started = time.monotonic()
+
+    @hook_impl
+    def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
+        """One progress line per node (Kedro's own five or more lines stay at DEBUG)."""
+        self._n_done += 1
+        width = len(str(self._n_nodes))
+        logger.info(
+            "[%*d/%d] %s %s",
+            width,
+            self._n_done,
+            self._n_nodes,
+            node.name,
+            format_duration(time.monotonic() - self._node_started),
+        )
+        for name, value in outputs.items():
+            if name.rsplit(".", 1)[-1].endswith("headline") and isinstance(value, list):
+                self._headlines += [str(line) for line in value]
+                self._report_runs.append(_active_run_id())
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        dataset = self._catalog.get(dataset_name) if self._catalog is not None else None
+        if type(dataset).__name__ == "HTMLReportDataset" and (path := saved_path(dataset)):
+            self._reports.append(path)
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run (it prints nothing after)
+    def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self._stop_monitor()
+        print(self.summary(run_params), flush=True)
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self) -> None:
+        self._stop_monitor()
+
+    def _stop_monitor(self) -> None:
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+
+    def summary(self, run_params: dict[str, Any]) -> str:
+        """The closing summary of the run (see :func:`genevae.reporting.summary.run_summary`)."""
+        pipelines = list(run_params.get("pipeline_names") or ["__default__"])
+        run_url = None
+        if self._run is not None:  # the report's (pipeline × dataset) run if there is one
+            run_id = self._report_runs[0] if len(set(self._report_runs)) == 1 else None
+            run_url = (
+                f"{MLFLOW_UI}/#/experiments/{self._run['experiment_id']}/runs/"
+                f"{run_id or self._run['run_id']}?workflowType=machine_learning"
+            )
+        root = Path(run_params.get("project_path") or ".")
+        return run_summary(
+            pipelines=pipelines,
+            seconds=time.monotonic() - self._started,
+            headlines=self._headlines,
+            reports=[_relative(path, root) for path in self._reports],
+            mlflow_run_url=run_url,
+            viz_url=f"{KEDRO_VIZ}/?pid={pipelines[0]}" if len(pipelines) == 1 else KEDRO_VIZ,
+        )
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
 
 
 class DatasetRuns:

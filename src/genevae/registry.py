@@ -77,7 +77,7 @@ def _check_entry(name: str, entry: Any) -> None:
 
 # --- catalog ---------------------------------------------------------------------------------
 def raw_catalog_entries(registry: Registry) -> dict[str, dict[str, Any]]:
-    """Catalog entries for every registered raw file (read-only, layer ``raw``)."""
+    """Catalog entries for every registered raw file (read-only, layer ``01_raw``)."""
     entries: dict[str, dict[str, Any]] = {}
     for name, entry in registry.datasets.items():
         entries.update(_raw_entries(name, entry))
@@ -102,7 +102,7 @@ def _raw(
     spec: dict[str, Any] = {
         "type": dataset_type,
         "filepath": entry[file_key],
-        "metadata": {"kedro-viz": {"layer": "raw"}},
+        "metadata": {"kedro-viz": {"layer": "01_raw"}},
     }
     load_args = load_args if load_args is not None else entry.get("load_args")
     if load_args:

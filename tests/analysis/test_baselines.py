@@ -12,6 +12,7 @@ from scipy import stats
 from genevae.analysis.baselines import (
     benjamini_hochberg,
     differential_module_scores,
+    linear_perturbation_model,
     module_scores,
     pca_baseline,
 )
@@ -85,6 +86,48 @@ def test_module_scores_skip_absent_genes_and_refuse_disjoint_sets():
     assert list(scores.columns) == ["kept"]
     with pytest.raises(GenevaeInputError, match="shares a gene"):
         module_scores(adata, {"gone": ["x", "y"]})
+
+
+# --- linear perturbation model (Ahlmann-Eltze et al. 2025) -----------------------------------
+def _pseudobulk(n_genes: int = 50, seed: int = 0) -> pd.DataFrame:
+    """Control and five perturbations (of genes g0..g4), log-scale means over ``n_genes``."""
+    rng = np.random.default_rng(seed)
+    control = rng.normal(2.0, 1.0, n_genes)
+    rows = [control] + [control + rng.normal(0.0, 1.0, n_genes) for _ in range(5)]
+    return pd.DataFrame(
+        np.vstack(rows),
+        index=["ctrl", "g0", "g1", "g2", "g3", "g4"],
+        columns=[f"g{i}" for i in range(n_genes)],
+    )
+
+
+def test_linear_model_fits_training_perturbations_and_embeds_by_gene():
+    pseudobulk = _pseudobulk()
+    pseudobulk["g10"] = pseudobulk["g0"]  # g10's profile over the conditions is g0's
+    predicted = linear_perturbation_model(pseudobulk, "ctrl", ["g0", "g1", "g10"], ridge=1e-6)
+    change = pseudobulk.loc[["g0", "g1"]] - pseudobulk.loc["ctrl"]
+    for gene in ("g0", "g1"):  # d = 6 conditions: a near-exact fit of the training changes
+        assert np.corrcoef(predicted.loc[gene], change.loc[gene])[0, 1] > 0.999
+    # an unseen perturbation is predicted from its target's embedding: g10 is embedded as g0
+    np.testing.assert_allclose(predicted.loc["g10"], predicted.loc["g0"], atol=1e-10)
+
+
+def test_linear_model_predicts_the_mean_change_for_a_gene_with_zero_embedding():
+    pseudobulk = _pseudobulk()
+    pseudobulk["flat"] = pseudobulk.mean(axis=1)  # centred over genes: a zero row of G
+    predicted = linear_perturbation_model(pseudobulk, "ctrl", ["flat"])
+    mean_change = (pseudobulk - pseudobulk.loc["ctrl"]).mean(axis=0)  # b, control column 0
+    np.testing.assert_allclose(predicted.loc["flat"], mean_change, atol=1e-10)
+
+
+def test_linear_model_input_errors():
+    pseudobulk = _pseudobulk()
+    with pytest.raises(GenevaeInputError, match=r"\['NOPE'\] are not measured genes"):
+        linear_perturbation_model(pseudobulk, "ctrl", ["NOPE"])
+    with pytest.raises(GenevaeInputError, match="control_label 'nt'"):
+        linear_perturbation_model(pseudobulk, "nt", ["g0"])
+    with pytest.raises(GenevaeInputError, match="n_components=0"):
+        linear_perturbation_model(pseudobulk, "ctrl", ["g0"], n_components=0)
 
 
 def test_mean_module_scores_are_the_mean_log_expression_of_the_module_genes():

@@ -22,13 +22,19 @@ def test_registry_lists_every_family_and_refuses_unknown_names():
 def test_compute_metric_runs_local_metrics_and_refuses_external_ones():
     assert metrics.compute_metric("auroc", [0.1, 0.9], [False, True]) == 1.0
     with pytest.raises(GenevaeInputError, match="computed by its model's pipeline"):
-        metrics.compute_metric("ate_pearson", [1.0], [1.0])
+        metrics.compute_metric("centroid_accuracy", [1.0], [1.0])
 
 
 def test_column_names_map_to_registered_base_names():
-    assert metrics.base_metric_name("ate_pearson_top20_test") == "ate_pearson"
+    name = metrics.base_metric_name("pearson_delta_vs_control_top20de_pooled_testcells")
+    assert name == "pearson_delta_vs_control_topkde_pooled"
+    assert (
+        metrics.base_metric_name("pearson_delta_vs_perturbed_centroid_allgenes_allcells")
+        == "pearson_delta_vs_perturbed_centroid_allgenes"
+    )
     assert metrics.base_metric_name("grn_mean_wasserstein_top10") == "grn_mean_wasserstein"
-    assert metrics.base_metric_name("jaccard_top50_all") == "jaccard"
+    assert metrics.base_metric_name("jaccard_top50de_allcells") == "jaccard_topkde"
+    assert metrics.base_metric_name("centroid_accuracy_testcells") == "centroid_accuracy"
     assert metrics.base_metric_name("made_up") is None
     table = metrics.metric_descriptions(["silhouette", "reference_auprc", "made_up"])
     assert table["metric"].tolist() == ["silhouette", "reference_auprc"]

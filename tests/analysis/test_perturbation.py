@@ -14,9 +14,11 @@ from sklearn.metrics import r2_score
 
 from genevae.analysis.perturbation import (
     ate_metrics,
+    centroid_accuracy,
     control_mean_baseline,
     evaluate_perturbation_prediction,
     observed_ate,
+    perturbed_centroid_ate,
     predicted_ate,
     score_ate_predictions,
     split_half_noise_ceiling,
@@ -50,46 +52,114 @@ def test_observed_ate_by_hand_dense_and_sparse():
 def test_ate_metrics_exact_values():
     metrics = ate_metrics(OBSERVED, PREDICTED, top_k=(2,))
     obs, pred = OBSERVED.to_numpy().ravel(), PREDICTED.to_numpy().ravel()
-    assert metrics["ate_pearson_all"] == pytest.approx(pearsonr(obs, pred)[0])
-    assert metrics["ate_r2_all"] == pytest.approx(r2_score(obs, pred))
+    assert metrics["pearson_delta_vs_control_allgenes_pooled"] == pytest.approx(
+        pearsonr(obs, pred)[0]
+    )
+    assert metrics["r2_delta_vs_control_allgenes_pooled"] == pytest.approx(r2_score(obs, pred))
     # top-2 |observed| genes: A → g2, g1; B → g3, g2
     obs_top, pred_top = np.array([3.0, -2.0, 2.0, -1.0]), np.array([5.0, 1.0, 3.0, 0.1])
-    assert metrics["ate_pearson_top2"] == pytest.approx(pearsonr(obs_top, pred_top)[0])
-    assert metrics["ate_r2_top2"] == pytest.approx(r2_score(obs_top, pred_top))
+    assert metrics["pearson_delta_vs_control_top2de_pooled"] == pytest.approx(
+        pearsonr(obs_top, pred_top)[0]
+    )
+    assert metrics["r2_delta_vs_control_top2de_pooled"] == pytest.approx(
+        r2_score(obs_top, pred_top)
+    )
     # predicted top-2: A → {g2, g3} vs {g1, g2}: 1/3; B → {g3, g1} vs {g3, g2}: 1/3
-    assert metrics["jaccard_top2"] == pytest.approx(1 / 3)
+    assert metrics["jaccard_top2de"] == pytest.approx(1 / 3)
+    per_row = [pearsonr(OBSERVED.loc[p], PREDICTED.loc[p])[0] for p in "AB"]
+    assert metrics["pearson_delta_vs_control_allgenes"] == pytest.approx(np.mean(per_row))
+    top_rows = [pearsonr([3.0, -2.0], [5.0, 1.0])[0], pearsonr([2.0, -1.0], [3.0, 0.1])[0]]
+    assert metrics["pearson_delta_vs_control_top2de"] == pytest.approx(np.mean(top_rows))
+    # A's prediction is 5.5 from A's truth and 6.4 from B's; B's 2.5 from B's and 5.8 from A's
+    assert metrics["centroid_accuracy"] == 1.0
 
 
 def test_ate_metrics_perfect_prediction_and_alignment_by_label():
     shuffled = OBSERVED.loc[["B", "A"], ["g3", "g1", "g0", "g2"]]
     metrics = ate_metrics(OBSERVED, shuffled, top_k=(1, 2))
     for name in (
-        "ate_pearson_all",
-        "ate_r2_all",
-        "ate_pearson_top2",
-        "jaccard_top1",
-        "jaccard_top2",
+        "pearson_delta_vs_control_allgenes_pooled",
+        "r2_delta_vs_control_allgenes_pooled",
+        "pearson_delta_vs_control_top2de_pooled",
+        "jaccard_top1de",
+        "jaccard_top2de",
     ):
         assert metrics[name] == pytest.approx(1.0), name
     assert set(metrics) == {
-        "ate_pearson_all",
-        "ate_r2_all",
-        "ate_pearson_top1",
-        "ate_r2_top1",
-        "jaccard_top1",
-        "ate_pearson_top2",
-        "ate_r2_top2",
-        "jaccard_top2",
+        "pearson_delta_vs_control_allgenes_pooled",
+        "r2_delta_vs_control_allgenes_pooled",
+        "pearson_delta_vs_control_allgenes",
+        "pearson_delta_vs_control_top1de_pooled",
+        "r2_delta_vs_control_top1de_pooled",
+        "pearson_delta_vs_control_top1de",
+        "jaccard_top1de",
+        "pearson_delta_vs_control_top2de_pooled",
+        "r2_delta_vs_control_top2de_pooled",
+        "pearson_delta_vs_control_top2de",
+        "jaccard_top2de",
+        "centroid_accuracy",
     }
+    assert metrics["centroid_accuracy"] == 1.0
+
+
+def test_centroid_accuracy_is_the_share_of_other_truths_farther_than_its_own():
+    truth = pd.DataFrame([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]], index=list("ABC"))
+    assert centroid_accuracy(truth, truth) == 1.0
+    # A predicted at B's truth: B is nearer (0 < 2), C farther (2.8 > 2): 1/2; B and C exact
+    swapped = truth.copy()
+    swapped.loc["A"] = [2.0, 0.0]
+    assert centroid_accuracy(truth, swapped) == pytest.approx((0.5 + 1 + 1) / 3)
+    # one prediction for all: only its nearest truth's perturbation scores (here A: 2/2)
+    constant = pd.DataFrame(np.zeros((3, 2)), index=list("ABC"))
+    assert centroid_accuracy(truth, constant) == pytest.approx((1 + 0 + 0) / 3)
+    with pytest.raises(GenevaeInputError, match="at least 2 perturbations"):
+        centroid_accuracy(truth.iloc[:1], truth.iloc[:1])
+
+
+def _shifted_screen(n_perturbations: int = 200, n_genes: int = 300, seed: int = 0):
+    """Observed ATEs = a strong shift shared by all perturbations + a weaker specific effect;
+    training ATEs are the same plus measurement noise. Returns (truth, training, shift)."""
+    rng = np.random.default_rng(seed)
+    shift = rng.normal(0.0, 2.0, n_genes)
+    specific = rng.normal(0.0, 0.5, (n_perturbations, n_genes))
+    index = pd.Index([f"P{i}" for i in range(n_perturbations)])
+    truth = pd.DataFrame(shift + specific, index=index)
+    training = truth + rng.normal(0.0, 0.1, truth.shape)
+    return truth, training, shift
+
+
+def test_systema_metrics_see_through_the_systematic_shift():
+    truth, training, shift = _shifted_screen()
+    centroid = perturbed_centroid_ate(training)
+    shift_only = pd.DataFrame(np.tile(shift, (len(truth), 1)), index=truth.index)
+    scores = ate_metrics(truth, shift_only, top_k=(20,), perturbed_centroid=centroid)
+    assert scores["pearson_delta_vs_control_allgenes"] > 0.9  # the shift dominates Δ
+    assert abs(scores["pearson_delta_vs_perturbed_centroid_allgenes"]) < 0.15
+    assert abs(scores["pearson_delta_vs_perturbed_centroid_top20de"]) < 0.15
+    perfect = ate_metrics(truth, truth, top_k=(20,), perturbed_centroid=centroid)
+    for name in (
+        "pearson_delta_vs_control_allgenes",
+        "pearson_delta_vs_perturbed_centroid_allgenes",
+        "pearson_delta_vs_perturbed_centroid_top20de",
+        "centroid_accuracy",
+    ):
+        assert perfect[name] == pytest.approx(1.0), name
+    # Systema's perturbed-mean baseline is the centroid itself: undefined against it
+    mean_baseline = pd.DataFrame(np.tile(centroid, (len(truth), 1)), index=truth.index)
+    pooled = ate_metrics(truth, mean_baseline, top_k=(20,), perturbed_centroid=centroid)
+    assert math.isnan(pooled["pearson_delta_vs_perturbed_centroid_allgenes"])
+    assert pooled["pearson_delta_vs_control_allgenes_pooled"] > 0.9
 
 
 def test_control_mean_baseline_scores_nan_where_undefined():
     zero = control_mean_baseline(OBSERVED)
     assert (zero.to_numpy() == 0).all()
     metrics = ate_metrics(OBSERVED, zero, top_k=(2,))
-    assert math.isnan(metrics["ate_pearson_all"]) and math.isnan(metrics["jaccard_top2"])
+    assert math.isnan(metrics["pearson_delta_vs_control_allgenes_pooled"]) and math.isnan(
+        metrics["jaccard_top2de"]
+    )
     obs = OBSERVED.to_numpy().ravel()
-    assert metrics["ate_r2_all"] == pytest.approx(
+    assert metrics["r2_delta_vs_control_allgenes_pooled"] == pytest.approx(
         1 - (obs**2).sum() / ((obs - obs.mean()) ** 2).sum()
     )
 
@@ -113,11 +183,11 @@ def test_noise_ceiling_is_one_on_noiseless_duplicated_data():
     counts, labels = _duplicated_screen()
     metrics = split_half_noise_ceiling(counts, labels, "ctrl", seed=3)
     for name in (
-        "ate_pearson_all",
-        "ate_r2_all",
-        "ate_pearson_top20",
-        "jaccard_top20",
-        "jaccard_top50",
+        "pearson_delta_vs_control_allgenes_pooled",
+        "r2_delta_vs_control_allgenes_pooled",
+        "pearson_delta_vs_control_top20de_pooled",
+        "jaccard_top20de",
+        "jaccard_top50de",
     ):
         assert metrics[name] == pytest.approx(1.0), name
 
@@ -126,7 +196,10 @@ def test_noise_ceiling_drops_with_noise_and_needs_two_cells():
     rng = np.random.default_rng(0)
     counts, labels = _duplicated_screen(n_copies=40)
     noisy = rng.poisson(counts)
-    assert split_half_noise_ceiling(noisy, labels, "ctrl")["ate_pearson_all"] < 0.99
+    assert (
+        split_half_noise_ceiling(noisy, labels, "ctrl")["pearson_delta_vs_control_allgenes_pooled"]
+        < 0.99
+    )
     with pytest.raises(GenevaeInputError, match="at least 2 cells"):
         split_half_noise_ceiling(counts[:41], labels[:41], "ctrl")
 
@@ -204,19 +277,19 @@ def test_evaluate_perturbation_prediction_reports_model_and_baselines():
     )
     assert list(report.index) == [
         "model",
-        "training_mean",
-        "pooled_training_mean",
         "control_mean",
+        "pooled_training_mean",
+        "training_mean",
         "split_half_ceiling",
     ]
-    assert report.loc["model", "ate_pearson_all"] > 0.9
-    assert math.isnan(report.loc["control_mean", "ate_pearson_all"])
+    assert report.loc["model", "pearson_delta_vs_control_allgenes_pooled"] > 0.9
+    assert math.isnan(report.loc["control_mean", "pearson_delta_vs_control_allgenes_pooled"])
     leaky = evaluate_perturbation_prediction(
         oracle, counts, labels, "ctrl", split, dosage, top_k=(5,), n_particles=2, reference="all"
     )
     assert (
-        leaky.loc["training_mean", "ate_pearson_all"]
-        > report.loc["training_mean", "ate_pearson_all"]
+        leaky.loc["training_mean", "pearson_delta_vs_control_allgenes_pooled"]
+        > report.loc["training_mean", "pearson_delta_vs_control_allgenes_pooled"]
     )
     with pytest.raises(GenevaeInputError, match=r"\['B'\] have cells but no row"):
         evaluate_perturbation_prediction(oracle, counts, labels, "ctrl", split, dosage.loc[["A"]])
@@ -244,7 +317,10 @@ def test_adamson_knockdowns_lower_their_own_gene(shared_data):
     assert effects.loc["ZNF326"].abs().rank(ascending=False)["ZNF326"] <= 5
     ceiling = split_half_noise_ceiling(adata.X, labels, "non-targeting", seed=0)
     # the reproducible signal sits in each perturbation's top genes, not in all 1,000
-    assert ceiling["ate_pearson_top20"] > ceiling["ate_pearson_all"] + 0.2
+    assert (
+        ceiling["pearson_delta_vs_control_top20de_pooled"]
+        > ceiling["pearson_delta_vs_control_allgenes_pooled"] + 0.2
+    )
 
 
 def test_score_ate_predictions_fills_unseen_perturbations_with_the_pooled_mean():
@@ -262,10 +338,10 @@ def test_score_ate_predictions_fills_unseen_perturbations_with_the_pooled_mean()
     table = score_ate_predictions(
         predictions, counts, labels, "ctrl", split, top_k=(5,), unseen="pooled"
     )
-    assert table.loc["oracle", "ate_pearson_all"] == pytest.approx(1.0)
+    assert table.loc["oracle", "pearson_delta_vs_control_allgenes_pooled"] == pytest.approx(1.0)
     # with one seen perturbation the pooled mean is A's training mean, used for B too
-    pooled = table.loc["pooled_training_mean"].drop("jaccard_top5")
-    per_perturbation = table.loc["training_mean"].drop("jaccard_top5")
+    pooled = table.loc["pooled_training_mean"].drop("jaccard_top5de")
+    per_perturbation = table.loc["training_mean"].drop("jaccard_top5de")
     pd.testing.assert_series_equal(pooled, per_perturbation, check_names=False)
     assert "split_half_ceiling" in table.index
     bare = score_ate_predictions(

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -56,10 +57,11 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Server:
-    """A running local server: its base URL and log file."""
+    """A running local server: its base URL, log file and, if seeded, a browser profile."""
 
     url: str
     log: Path
+    profile: Path | None = None
 
     def get(self, path: str) -> Any:
         """GET ``path`` and decode the JSON answer."""
@@ -203,3 +205,27 @@ def text_of(dom: str, css_class: str) -> list[str]:
     """Texts of the elements whose class attribute contains ``css_class`` (flat elements)."""
     pattern = rf'class="[^"]*\b{re.escape(css_class)}\b[^"]*"[^>]*>([^<]*)<'
     return [match.strip() for match in re.findall(pattern, dom)]
+
+
+def seed_local_storage(chromium: str, profile: Path, port: int, items: dict[str, str]) -> None:
+    """Write ``items`` into the localStorage of http://127.0.0.1:``port`` in ``profile``.
+
+    A throw-away page served on that port sets them (localStorage belongs to the origin);
+    the server that later binds the port then finds them, as after a user's own settings.
+    """
+    page = "".join(
+        f"localStorage.setItem({json.dumps(k)}, {json.dumps(v)});" for k, v in items.items()
+    )
+    with tempfile.TemporaryDirectory(prefix="genevae-seed-") as folder:
+        (Path(folder) / "index.html").write_text(f"<script>{page}</script><p>seeded</p>")
+        spec = ServerCommand(
+            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", folder],
+            cwd=Path(folder),
+            port=port,
+            ready_path="/",
+            log=Path(folder) / "server.log",
+        )
+        with serve(spec) as (server,):
+            dom = browse(chromium, server.url + "/", profile=profile, virtual_time_ms=2000)
+    if "seeded" not in dom:
+        raise RuntimeError(f"could not seed localStorage on port {port}: {dom[:500]}")

@@ -6,6 +6,8 @@ an earlier test already ran there is not run again (`pipeline_outputs`).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,9 +19,17 @@ from kedro.framework.startup import bootstrap_project
 from kedro.pipeline import Pipeline
 
 from tests.conftest import PROJECT_ROOT
-from tests.e2e.browser import Server, ServerCommand, find_chromium, free_port, serve
+from tests.e2e.browser import (
+    Server,
+    ServerCommand,
+    find_chromium,
+    free_port,
+    seed_local_storage,
+    serve,
+)
 
 ARTIFACTS = PROJECT_ROOT / "tests" / "e2e" / "artifacts"
+VIZ_SETTINGS = json.dumps({"showFeatureHints": False})  # kedro-viz's localStorage "KedroViz"
 
 
 @pytest.fixture(scope="session")
@@ -62,13 +72,20 @@ def pipeline_outputs(
 
 
 @pytest.fixture(scope="session")
-def ui_servers(vega_project: Path, artifacts_dir: Path) -> Iterator[dict[str, Server]]:
+def ui_servers(
+    vega_project: Path, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Server]]:
     """kedro-viz and the MLflow UI on the vega project copy, started together.
 
     The commands are those of ``make viz`` and ``make mlflow-ui`` (free ports; one MLflow
-    worker to keep the two cores free).
+    worker to keep the two cores free). kedro-viz's ``profile`` is a browser profile where
+    its feature-hint tour is switched off, as a user does once in its settings (kedro-viz
+    12.5 has no server-side setting; docs/web-uis.md).
     """
     viz_port, mlflow_port = free_port(), free_port()
+    profile = tmp_path_factory.mktemp("chromium-viz")
+    if (browser := find_chromium()) is not None:
+        seed_local_storage(browser, profile, viz_port, {"KedroViz": VIZ_SETTINGS})
     bin_dir = Path(sys.executable).parent
     kedro_viz = ServerCommand(
         [
@@ -105,7 +122,7 @@ def ui_servers(vega_project: Path, artifacts_dir: Path) -> Iterator[dict[str, Se
         log=artifacts_dir / "mlflow_ui.log",
     )
     with serve(kedro_viz, mlflow_ui) as (viz, mlflow):
-        yield {"kedro_viz": viz, "mlflow_ui": mlflow}
+        yield {"kedro_viz": dataclasses.replace(viz, profile=profile), "mlflow_ui": mlflow}
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +153,8 @@ def _outputs_exist(project: Path, name: str) -> bool:
 
 
 def _in_memory_or_mlflow(dataset: Any) -> bool:
-    kind = type(dataset).__name__
+    """Undeclared outputs (``catalog.get`` gives None, e.g. a report's headline) stay in memory."""
+    kind = type(dataset).__name__ if dataset is not None else "MemoryDataset"
     return kind == "MemoryDataset" or kind.startswith("Mlflow")
 
 

@@ -21,18 +21,26 @@ from tests.conftest import PROJECT_ROOT
 from tests.e2e.browser import Server, browse, text_of
 from tests.e2e.fixtures import all_pipelines
 
+# Numbered like the data folders: kedro-viz orders layers that the data flow leaves unordered
+# (e.g. the free inputs of a single pipeline) alphabetically.
 LAYERS = (
-    "raw",
-    "intermediate",
-    "primary",
-    "feature",
-    "model_input",
-    "models",
-    "model_output",
-    "reporting",
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
 )
 # Types that hold no file of their own (metrics go to MLflow, memory stays in memory).
-UNLAYERED_TYPES = ("MemoryDataset", "MlflowMetricsHistoryDataset", "MlflowMetricDataset")
+# OptionalDataset entries are "@optional" views of a file another entry (with a layer) owns.
+UNLAYERED_TYPES = (
+    "MemoryDataset",
+    "MlflowMetricsHistoryDataset",
+    "MlflowMetricDataset",
+    "OptionalDataset",
+)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +131,59 @@ def test_layers_follow_the_data_flow(viz: Server) -> None:
                         f"{before['name']} ({before['layer']}) → {nodes[task_id]['name']} → "
                         f"{after['name']} ({after['layer']})"
                     )
+
+
+def drawn_layers(graph: dict[str, Any]) -> list[str]:
+    """The layer bands kedro-viz draws: the API's order, only layers with a node in the view
+    (the API lists every layer of the project; in a view, layers without nodes have no
+    dependencies and come first)."""
+    present = {node.get("layer") for node in graph["nodes"]}
+    return [layer for layer in graph["layers"] if layer in present]
+
+
+@pytest.mark.browser
+def test_layer_bands_run_from_raw_to_reporting_in_every_view(
+    viz: Server, chromium: str, artifacts_dir: Path
+) -> None:
+    for name in all_pipelines():
+        layers = drawn_layers(viz.get(f"/api/pipelines/{name}"))
+        assert layers == sorted(layers, key=LAYERS.index), f"{name}: {layers}"
+    vega = drawn_layers(viz.get("/api/pipelines/vega"))
+    assert vega[:3] == ["01_raw", "03_primary", "04_feature"]  # free inputs, in data order
+    browse(
+        chromium,
+        f"{viz.url}/?pid=vega",
+        screenshot=artifacts_dir / "kedro_viz_vega_layers.png",
+        profile=viz.profile,
+    )
+
+
+@pytest.mark.browser
+def test_no_tour_pop_up_covers_the_graph(viz: Server, chromium: str, artifacts_dir: Path) -> None:
+    """With the hints switched off (once, in kedro-viz's settings) the graph is unobstructed;
+    a fresh browser shows the tour, which is what the check looks for."""
+    fresh = browse(chromium, f"{viz.url}/?pid=vega")
+    assert "Workflow run status" in fresh or "feature-hints" in fresh
+    dom = browse(
+        chromium,
+        f"{viz.url}/?pid=vega",
+        screenshot=artifacts_dir / "kedro_viz_no_pop_up.png",
+        profile=viz.profile,
+    )
+    assert "pipeline-node__text" in dom  # the graph is drawn
+    assert "Workflow run status" not in dom and 'class="feature-hints' not in dom
+
+
+@pytest.mark.browser
+def test_figure_folders_preview_as_a_contact_sheet(viz: Server) -> None:
+    ids = _ids_by_name(viz.get("/api/pipelines/vega"))
+    for name in ("vega.kang.volcano_plots", "vega.kang.latent_maps"):
+        node = viz.get(f"/api/nodes/{ids[name]}")
+        assert node["preview_type"] == "ImagePreview", name
+        assert base64.b64decode(node["preview"]).startswith(b"\x89PNG"), name
+    report = viz.get(f"/api/nodes/{ids['vega.kang.report']}")
+    assert report["preview_type"] == "HTMLPreview"
+    assert "Top modules by |ln BF|" in report["preview"]
 
 
 @pytest.mark.browser
@@ -243,10 +304,10 @@ def _viz_metadata(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_catalog_entries_have_a_layer_and_a_working_preview() -> None:
-    """Static: every stored dataset sits on a data layer; figure folders switch preview off.
+    """Static: every stored dataset sits on a data layer; figures (also folders) preview.
 
     A MatplotlibDataset saving a dict of figures writes a folder, which kedro-viz cannot
-    preview (it would log an IsADirectoryError for every click).
+    preview; genevae's FigureDataset previews it as a contact sheet.
     """
     for path in sorted((PROJECT_ROOT / "conf" / "base").glob("catalog*.yml")):
         for name, entry in (yaml.safe_load(path.read_text()) or {}).items():
@@ -257,5 +318,6 @@ def test_catalog_entries_have_a_layer_and_a_working_preview() -> None:
             figure_folder = (
                 entry["type"].endswith("MatplotlibDataset") and not Path(entry["filepath"]).suffix
             )
-            if figure_folder:
-                assert viz_meta.get("preview") is False, f"{path.name}: {name} needs preview: false"
+            assert not figure_folder, f"{path.name}: {name} is a figure folder; use FigureDataset"
+            if entry["type"].endswith(("FigureDataset", "HTMLReportDataset")):
+                assert viz_meta.get("preview", True), f"{path.name}: {name} turns its preview off"

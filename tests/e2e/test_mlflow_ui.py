@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from genevae.ui import mlflow_runs_url
 from tests.e2e.browser import Server, browse, browse_until
 
 
@@ -84,3 +85,27 @@ def test_training_run_with_epoch_metrics_and_figures(
         virtual_time_ms=60000,  # the chart library is loaded lazily
     )
     assert "train_loss" in dom and dom.count('class="main-svg"') >= 3
+
+
+@pytest.mark.browser
+def test_printed_url_opens_the_projects_runs_table(
+    mlflow_ui: Server, chromium: str, artifacts_dir: Path, vega_project: Path, tmp_path: Path
+) -> None:
+    """``make mlflow-ui`` prints this URL (genevae.ui): the runs table, not the GenAI pages."""
+    experiment = _test_setting(vega_project, "mlflow.yml", "tracking", "experiment", "name")
+    url = mlflow_runs_url(mlflow_ui.url, experiment)
+    experiment_id = _latest_run(mlflow_ui, experiment, "vega.kang")["info"]["experiment_id"]
+    assert url == (
+        f"{mlflow_ui.url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    )
+    dom = browse_until(
+        chromium,
+        url,
+        lambda html: ">vega<" in html,
+        profile=tmp_path / "chromium",
+        window=(1600, 1000),
+        screenshot=artifacts_dir / "mlflow_runs_table.png",
+        virtual_time_ms=30000,
+    )
+    assert ">vega<" in dom  # the kedro run's run; its vega.kang child is folded under it
+    assert "Run Name" in dom

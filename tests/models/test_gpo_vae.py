@@ -457,10 +457,10 @@ def test_synthetic_screen_recovers_grn_and_predicts_held_out_effects():
         gene_names=list(screen.adata.var_names),
         n_particles=300,
     )
-    assert report.loc["model", "ate_pearson_top20"] > 0.5
+    assert report.loc["model", "pearson_delta_vs_control_top20de_pooled"] > 0.5
     assert (
-        report.loc["model", "ate_pearson_all"]
-        > 0.8 * report.loc["training_mean", "ate_pearson_all"]
+        report.loc["model", "pearson_delta_vs_control_allgenes_pooled"]
+        > 0.8 * report.loc["training_mean", "pearson_delta_vs_control_allgenes_pooled"]
     )
 
 

@@ -130,3 +130,75 @@ def test_top_genes_figure_has_bars_per_module(weights):
     assert [t.get_text() for t in ifn.get_yticklabels()] == ["CD3E", "IFI6", "MX1"]
     with pytest.raises(GenevaeInputError, match="BCR"):
         top_genes_per_module(weights, ["BCR"])
+
+
+def _long_table(n_saturated: int, cap: float) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 60
+    table = pd.DataFrame(
+        {
+            "module": [
+                f"REACTOME_A_VERY_LONG_PATHWAY_NAME_NUMBER_{i}_WITH_MANY_WORDS" for i in range(n)
+            ],
+            "ln_bf": rng.normal(0, 2, n),
+            "mean_diff": rng.normal(0, 2, n),
+        }
+    )
+    table.loc[: n_saturated - 1, "ln_bf"] = cap
+    table.loc[: n_saturated - 1, "mean_diff"] = np.linspace(4, 9, n_saturated)
+    return table
+
+
+def _label_boxes(figure: Figure) -> list:
+    renderer = figure.canvas.get_renderer()
+    ax = figure.axes[0]
+    return [t.get_window_extent(renderer) for t in ax.texts]
+
+
+def test_volcano_shows_saturated_modules_in_a_marked_band_with_a_note():
+    cap = 27.631
+    figure = volcano(_long_table(12, cap), ln_bf_cap=cap, n_labels=6)
+    ax = figure.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "saturated (|ln BF| = 27.6) (12)" in legend
+    saturated = next(c for c in ax.collections if c.get_label().startswith("saturated"))
+    heights = saturated.get_offsets()[:, 1]
+    assert len(set(np.round(heights, 6))) == 12  # spread over the band, not one line
+    assert (heights > cap).all()
+    assert any("12 modules at the cap" in t.get_text() for t in figure.texts)
+    assert "+27.6 (cap)" in [t.get_text() for t in ax.get_yticklabels()]
+
+
+def test_volcano_labels_are_whole_names_that_do_not_overlap():
+    figure = volcano(_long_table(0, 27.631), n_labels=6)
+    labels = [t.get_text() for t in figure.axes[0].texts]
+    assert len(labels) == 6
+    assert not any("…" in label for label in labels)
+    assert all(label.replace("_\n", "_").startswith("A_VERY_LONG") for label in labels)
+    boxes = _label_boxes(figure)
+    overlaps = [(i, j) for i in range(6) for j in range(i + 1, 6) if boxes[i].overlaps(boxes[j])]
+    assert not overlaps
+
+
+def test_gsea_scatter_legend_sits_outside_the_axes():
+    comparison = pd.DataFrame(
+        {
+            "module": ["IFN", "TCR", "BCR"],
+            "fdr": [0.001, 0.5, 0.01],
+            "neg_log10_fdr": [3.0, 0.3, 2.0],
+            "abs_ln_bf": [8.0, 4.0, 0.5],
+            "set_size": [50, 20, 10],
+        }
+    )
+    figure = gsea_vs_bayes_factor(comparison, n_labels=2)
+    figure.canvas.draw()
+    legend_box = figure.axes[0].get_legend().get_window_extent()
+    assert legend_box.x0 >= figure.axes[0].get_window_extent().x1
+
+
+def test_categorical_legends_use_natural_order():
+    frame = pd.DataFrame(
+        {"a": np.arange(6.0), "b": np.arange(6.0), "cluster": ["10", "2", "1", "0", "2", "10"]}
+    )
+    figure = module_scatter(frame, "a", "b", "cluster")
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["0", "1", "2", "10"]

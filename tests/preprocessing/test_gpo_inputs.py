@@ -345,3 +345,47 @@ def test_build_gpo_inputs_on_adamson_subset(shared_data):
     assert inputs.node_names[:5] == ["BHLHE40", "EP300", "SNAI1", "SPI1", "ZNF326"]
     assert inputs.dosage.sum() == 300
     assert inputs.qc["total_qc"].between(0, 1).all()
+
+
+def _planted_in_test_cells(adata: ad.AnnData, gene: str) -> ad.AnnData:
+    """``adata`` with a 100-fold rise of ``gene`` in REG0's test cells and all test cells'
+    counts times 4 (QC and normalisation shift if test cells are used)."""
+    adata = adata.copy()
+    counts = np.asarray(adata.X.toarray() if sp.issparse(adata.X) else adata.X).copy()
+    test = (adata.obs["split"] == "test").to_numpy()
+    planted = test & (adata.obs["perturbation"] == "REG0").to_numpy()
+    column = adata.var_names.get_loc(gene)
+    counts[planted, column] = 100.0 * counts[planted, column] + 50.0
+    counts[test] *= 4.0
+    adata.X = counts
+    return adata
+
+
+def test_test_cells_shape_no_node_qc_threshold_or_normalisation(screen):
+    """Leakage: a DE signal and library shift planted only in test cells change nothing that
+    training cells see; with the original's all-cells fit the same plant adds a node."""
+    gene = "GENE_0100"
+    kwargs = {"lfc_threshold": 2.0, "seed": 0}  # above the planted edges' |logFC|
+    adata = screen.adata.copy()  # half the cells in test, so the plant is strong enough to leak
+    adata.obs["split"] = split_cells(adata.obs, (0.4, 0.1, 0.5), seed=0)
+    clean = build_gpo_inputs(adata, "perturbation", screen.control_label, **kwargs)
+    assert gene not in clean.node_names
+    planted = _planted_in_test_cells(adata, gene)
+    leaky = build_gpo_inputs(
+        planted, "perturbation", screen.control_label, fit_on="all_cells", **kwargs
+    )
+    assert gene in leaky.node_names
+    honest = build_gpo_inputs(planted, "perturbation", screen.control_label, **kwargs)
+    assert honest.node_names == clean.node_names
+    train = clean.split == "train"
+    pd.testing.assert_frame_equal(honest.qc[train], clean.qc[train])
+    assert not leaky.qc[train].equals(clean.qc[train])
+    np.testing.assert_allclose(honest.delta_x[train], clean.delta_x[train], rtol=1e-5)
+    np.testing.assert_array_equal(honest.matched_control[train], clean.matched_control[train])
+
+
+def test_fit_on_needs_training_cells(screen):
+    with pytest.raises(GenevaeInputError, match="train_split"):
+        build_gpo_inputs(screen.adata, "perturbation", screen.control_label, train_split="training")
+    with pytest.raises(GenevaeInputError, match="fit_on='some'"):
+        build_gpo_inputs(screen.adata, "perturbation", screen.control_label, fit_on="some")

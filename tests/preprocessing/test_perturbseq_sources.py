@@ -12,6 +12,7 @@ from genevae.errors import GenevaeInputError
 from genevae.preprocessing.perturbseq_sources import (
     REPLOGLE_K562_ESSENTIAL,
     REPLOGLE_RPE1,
+    apply_cell_filters,
     filter_cells_by_knockdown,
     filter_perturbations_by_cell_count,
     read_replogle_singlecell,
@@ -167,7 +168,49 @@ def test_causalbench_filters_on_adamson(adamson_clean):
     assert (spi1 <= np.percentile(controls, 10)).all()
     kept = filter_perturbations_by_cell_count(adamson_clean, min_cells=59)
     assert kept.n_obs == 360
-    kept = filter_perturbations_by_cell_count(adamson_clean, min_cells=60)
-    assert set(kept.obs["gene"]) == {"non-targeting"}
+    with pytest.raises(GenevaeInputError, match="min_cells=60 cells"):
+        filter_perturbations_by_cell_count(adamson_clean, min_cells=60)
     subset = subset_perturbations(adamson_clean, ["SPI1", "EP300"])
     assert set(subset.obs["gene"]) == {"SPI1", "EP300", "non-targeting"}
+
+
+AUTHORS_FILTERS = {
+    "strong_perturbations": {"min_degs": 50, "max_knockdown": -0.3, "min_cells": 25},
+    "knockdown_percentile": 10.0,
+    "min_cells_per_perturbation": 100,
+}
+
+
+@pytest.mark.shared_data
+def test_cell_filters_with_the_authors_defaults_and_the_demo_threshold(adamson_clean):
+    with pytest.raises(GenevaeInputError, match="min_cells=100 cells"):
+        apply_cell_filters(adamson_clean, AUTHORS_FILTERS)  # 60 cells per perturbation
+    demo = AUTHORS_FILTERS | {"min_cells_per_perturbation": 50}
+    kept = apply_cell_filters(adamson_clean, demo)
+    pd.testing.assert_series_equal(
+        kept.obs["gene"].value_counts(),
+        filter_cells_by_knockdown(adamson_clean).obs["gene"].value_counts(),
+    )
+    assert set(kept.obs["gene"]) == {*ADAMSON_TARGETS, "non-targeting"}
+    summary = pd.DataFrame(
+        {
+            "genetic perturbation": ["1_SPI1_P1", "2_EP300_P1", "3_SNAI1_P1"],
+            "Number of DEGs (anderson-darling)": [100, 10, 100],
+            "percent knockdown": [-0.9, -0.9, -0.1],
+            "number of cells (filtered)": [60, 60, 60],
+        }
+    )
+    strong = apply_cell_filters(adamson_clean, demo, summary_stats=summary)
+    assert set(strong.obs["gene"]) == {"SPI1", "non-targeting"}
+    off = {key: None for key in AUTHORS_FILTERS}
+    assert apply_cell_filters(adamson_clean, off, summary_stats=summary).n_obs == 360
+
+
+def test_cell_filters_say_when_nothing_is_left():
+    adata = _knockdown_adata()
+    adata.X[10:13, 0] = 50.0  # TGT never knocked down
+    adata = adata[adata.obs["gene"] != "UNMEASURED"].copy()
+    with pytest.raises(GenevaeInputError, match="raise percentile"):
+        apply_cell_filters(adata, {"knockdown_percentile": 10.0})
+    with pytest.raises(GenevaeInputError, match="strong-perturbation filter"):
+        strong_perturbations(_summary_table(), min_degs=1000)

@@ -257,6 +257,16 @@ def test_tensor_data_rejects_rows_out_of_range():
         TensorData({"x": np.zeros((3, 1))}, rows=np.array([0.5]))
 
 
+def test_progress_bar_counts_epochs_from_one_like_the_log():
+    from types import SimpleNamespace
+
+    from genevae.training.trainer import EpochProgressBar
+
+    bar = EpochProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=20)
+    assert bar._get_train_description(19).strip() == "Epoch 20/20"
+
+
 def _drifting_run(**overrides):
     """Train DriftingModel (validation loss falls, then rises) with one batch per epoch."""
     model = DriftingModel()

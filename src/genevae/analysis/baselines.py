@@ -7,6 +7,10 @@
   plain mean log-expression of the module's genes), then a test between two groups of cells
   with Benjamini–Hochberg FDR. This is the obvious baseline for VEGA's Bayes-factor
   differential activity: no model, same modules.
+- :func:`linear_perturbation_model`: the linear model on gene/perturbation embeddings of
+  Ahlmann-Eltze, Huber & Anders (Nat Methods 2025), the perturbation-response baseline deep
+  models do not yet beat. Its no-change and training-mean companions are ATE tables
+  (``analysis.perturbation.control_mean_baseline`` and the pooled training mean there).
 """
 
 from __future__ import annotations
@@ -199,3 +203,83 @@ def differential_module_scores(
         }
     )
     return table.sort_values("pval", kind="stable").reset_index(drop=True)
+
+
+def _gene_embedding(expression: np.ndarray, n_components: int) -> np.ndarray:
+    """Genes × d principal-component scores of a genes × conditions matrix (columns centred).
+
+    As ``irlba::prcomp_irlba`` on the training pseudobulk in the paper's code: genes are the
+    observations, conditions the variables. d is capped at the number of conditions.
+    """
+    centred = expression - expression.mean(axis=0, keepdims=True)
+    left, singular, _ = np.linalg.svd(centred, full_matrices=False)
+    d = min(n_components, singular.size)
+    return left[:, :d] * singular[:d]
+
+
+def _ridge_bilinear(
+    change: np.ndarray, genes: np.ndarray, perturbations: np.ndarray, ridge: float
+) -> np.ndarray:
+    """K = (GᵀG + λI)⁻¹ Gᵀ Y Pᵀ (PPᵀ + λI)⁻¹, the closed-form ridge fit of Y ≈ G·K·P."""
+    identity = np.eye(genes.shape[1])
+    inner = np.linalg.solve(genes.T @ genes + ridge * identity, genes.T) @ change @ perturbations.T
+    return np.linalg.solve(perturbations @ perturbations.T + ridge * identity, inner.T).T
+
+
+def _check_linear_inputs(
+    genes: pd.Index, conditions: pd.Index, control_label: str, perturbations: Sequence[str]
+) -> None:
+    targets = {*conditions, *map(str, perturbations)} - {control_label}
+    unmeasured = sorted(targets - set(genes))
+    if unmeasured or control_label not in set(conditions):
+        raise GenevaeInputError(
+            f"the linear baseline embeds a perturbation by its target gene: {unmeasured[:5]} "
+            f"are not measured genes, or control_label {control_label!r} has no training row "
+            f"(rows: {list(conditions)[:5]}...)."
+        )
+
+
+def linear_perturbation_model(
+    training_pseudobulk: pd.DataFrame,
+    control_label: str,
+    perturbations: Sequence[str],
+    *,
+    n_components: int = 10,
+    ridge: float = 0.1,
+) -> pd.DataFrame:
+    """Predicted ATE (perturbation × gene) of the linear baseline: Y ≈ G·K·Pᵀ + b.
+
+    ``training_pseudobulk`` is the mean expression (labels × genes, controls included) of the
+    training cells. Y is genes × training conditions of change against the control (the
+    control's column is 0), b its row means; G holds the top ``n_components`` principal
+    components of the pseudobulk (genes × d), P the rows of G of each condition's target gene
+    (zero for the control), and K = (GᵀG + λI)⁻¹ Gᵀ (Y − b) Pᵀ (PPᵀ + λI)⁻¹ with λ = ``ridge``.
+    A perturbation p, seen in training or not, is predicted as G·K·P[p]ᵀ + b. Defaults are
+    the paper's (d = 10, λ = 0.1); labels must be measured gene symbols.
+    """
+    if n_components < 1 or ridge < 0:
+        raise GenevaeInputError(f"n_components={n_components} must be >= 1 and ridge={ridge} >= 0.")
+    control_label = str(control_label)
+    genes = training_pseudobulk.columns.astype(str)
+    conditions = training_pseudobulk.index.astype(str)
+    _check_linear_inputs(genes, conditions, control_label, perturbations)
+    expression = training_pseudobulk.to_numpy(dtype=np.float64).T
+    change = expression - expression[:, [conditions.get_loc(control_label)]]
+    gene_embedding = _gene_embedding(expression, n_components)
+
+    def embed(labels: Sequence[str]) -> np.ndarray:
+        """d × labels: each label's gene row of G, zero for the control."""
+        columns = np.zeros((gene_embedding.shape[1], len(labels)))
+        for i, label in enumerate(map(str, labels)):
+            if label != control_label:
+                columns[:, i] = gene_embedding[genes.get_loc(label)]
+        return columns
+
+    centre = change.mean(axis=1, keepdims=True)
+    coefficients = _ridge_bilinear(change - centre, gene_embedding, embed(conditions), ridge)
+    predicted = gene_embedding @ coefficients @ embed(perturbations) + centre
+    return pd.DataFrame(
+        predicted.T,
+        index=pd.Index([str(p) for p in perturbations], name="perturbation"),
+        columns=training_pseudobulk.columns,
+    )

@@ -34,6 +34,9 @@ EncodeSample = Callable[[np.ndarray], np.ndarray]
 """Maps cell indices (1-D int array) to one posterior draw per index (len × modules)."""
 
 _LOG_EPS = 1e-12
+LN_BF_CAP = float(np.log(1.0 + _LOG_EPS) - np.log(_LOG_EPS))
+"""|ln BF| when every sampled pair agrees (p = 1 or 0): the largest value it can take, ≈ 27.6.
+Modules at the cap are saturated: more pairs would not separate them."""
 _SPARSE_DENSITY_LIMIT = 0.1
 REST = "rest"
 

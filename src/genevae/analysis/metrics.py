@@ -314,12 +314,71 @@ def top_k_overlap(a: pd.Series, b: pd.Series, k: int = 50) -> float:
 
 
 # Scores computed by the gpo_vae pipeline (analysis.perturbation / analysis.grn); a column
-# such as ``ate_pearson_top20_test`` or ``grn_mean_wasserstein_top10`` maps to a base name
-# below through :func:`base_metric_name`.
+# such as ``pearson_delta_vs_control_top20de_pooled_testcells`` or
+# ``grn_mean_wasserstein_top10`` maps to a base name below through :func:`base_metric_name`
+# (reference suffix dropped, ``top<k>de`` → ``topkde``, a trailing ``_top<k>`` dropped).
+_DELTA = "predicted vs observed Δ (ATE)"
 for _name, _family, _higher, _description in (
-    ("ate_pearson", "perturbation", True, "Pearson r of predicted vs observed ATE"),
-    ("ate_r2", "perturbation", True, "R² of predicted vs observed ATE"),
-    ("jaccard", "perturbation", True, "overlap of the top-k |ATE| genes (observed vs predicted)"),
+    (
+        "pearson_delta_vs_control_allgenes_pooled",
+        "perturbation",
+        True,
+        f"Pearson r of {_DELTA} against the control mean, pooled over perturbations × genes",
+    ),
+    (
+        "r2_delta_vs_control_allgenes_pooled",
+        "perturbation",
+        True,
+        f"R² of {_DELTA} against the control mean, pooled over perturbations × genes",
+    ),
+    (
+        "pearson_delta_vs_control_topkde_pooled",
+        "perturbation",
+        True,
+        f"Pearson r of {_DELTA}, pooled over each perturbation's top-k |Δ| genes",
+    ),
+    (
+        "r2_delta_vs_control_topkde_pooled",
+        "perturbation",
+        True,
+        f"R² of {_DELTA}, pooled over each perturbation's top-k |Δ| genes",
+    ),
+    (
+        "pearson_delta_vs_control_allgenes",
+        "perturbation",
+        True,
+        f"Pearson r of {_DELTA} against the control mean, per perturbation, averaged",
+    ),
+    (
+        "pearson_delta_vs_control_topkde",
+        "perturbation",
+        True,
+        f"Pearson r of {_DELTA} on its top-k |Δ| genes, per perturbation, averaged",
+    ),
+    (
+        "pearson_delta_vs_perturbed_centroid_allgenes",
+        "perturbation",
+        True,
+        "Pearson r of prediction − perturbed centroid vs truth − centroid (Systema), averaged",
+    ),
+    (
+        "pearson_delta_vs_perturbed_centroid_topkde",
+        "perturbation",
+        True,
+        "the same on each perturbation's top-k |Δ| genes (Systema PearsonΔ20)",
+    ),
+    (
+        "jaccard_topkde",
+        "perturbation",
+        True,
+        "overlap of the top-k |Δ| genes (observed vs predicted), averaged",
+    ),
+    (
+        "centroid_accuracy",
+        "perturbation",
+        True,
+        "share of other perturbations' profiles farther from a prediction than its own (Systema)",
+    ),
     ("grn_edges_above_threshold", "grn", False, "edges with probability above the threshold"),
     ("grn_true_positives", "grn", True, "top-K edges whose target shifts (Mann–Whitney p < 0.05)"),
     ("grn_false_positives", "grn", False, "top-K edges whose target does not shift"),
@@ -335,14 +394,15 @@ for _name, _family, _higher, _description in (
 ):
     register_metric(_name, _family, higher_is_better=_higher, description=_description)(None)
 
-_SUFFIXES = re.compile(r"(_(all|test|train|validation|val))?$")
+_SUFFIXES = re.compile(r"_(test|all|train|validation)cells$")
+_TOP_K_DE = re.compile(r"_top\d+de")
 _TOP_K = re.compile(r"_top\d+$")
 
 
 def base_metric_name(column: str) -> str | None:
     """The registered name behind a metric column (reference and top-k suffixes dropped)."""
     name = _SUFFIXES.sub("", column, count=1)
-    for candidate in (column, name, _TOP_K.sub("", name)):
+    for candidate in (column, name, _TOP_K_DE.sub("_topkde", name), _TOP_K.sub("", name)):
         if candidate in METRICS:
             return candidate
     return None

@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from genevae.analysis.baselines import linear_perturbation_model
 from genevae.errors import GenevaeInputError
 
 Counts = np.ndarray | sp.spmatrix | sp.sparray | pd.DataFrame
@@ -91,6 +92,21 @@ def _group_means(values: np.ndarray | sp.csr_matrix, labels: np.ndarray) -> pd.D
     return pd.DataFrame(sums / sizes, index=pd.Index(groups, name="perturbation"))
 
 
+def pseudobulk(
+    counts: Counts,
+    perturbation_labels: Iterable,
+    target_sum: float = 1e4,
+    *,
+    gene_names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Mean perturbseq-scale expression per label (labels sorted × genes), controls included."""
+    genes = _gene_names(counts, gene_names)
+    labels = _labels(perturbation_labels, counts.shape[0])
+    means = _group_means(perturbseq_transform(counts, target_sum), labels)
+    means.columns = genes
+    return means
+
+
 def observed_ate(
     counts: Counts,
     perturbation_labels: Iterable,
@@ -104,16 +120,18 @@ def observed_ate(
     Pass the cells that should form the reference (e.g. held-out test cells); gene names come
     from ``gene_names``, the DataFrame columns, or default to "0", "1", ….
     """
-    genes = _gene_names(counts, gene_names)
-    labels = _labels(perturbation_labels, counts.shape[0])
+    means = pseudobulk(counts, perturbation_labels, target_sum, gene_names=gene_names)
+    return ate_from_pseudobulk(means, control_label)
+
+
+def ate_from_pseudobulk(means: pd.DataFrame, control_label: str) -> pd.DataFrame:
+    """Each perturbation's pseudobulk minus the control's (rows: perturbations)."""
     control_label = str(control_label)
-    if control_label not in set(labels):
+    if control_label not in set(means.index.astype(str)):
         raise GenevaeInputError(
             f"control_label {control_label!r} is not among the perturbation labels; pass the "
             "label of the non-targeting cells (and include some control cells)."
         )
-    means = _group_means(perturbseq_transform(counts, target_sum), labels)
-    means.columns = genes
     effects = means.drop(index=control_label) - means.loc[control_label]
     if effects.empty:
         raise GenevaeInputError("There are no perturbed cells besides the controls.")
@@ -227,23 +245,89 @@ def _aligned(observed: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
     return predicted.loc[observed.index, observed.columns]
 
 
-def ate_metrics(
-    observed: pd.DataFrame, predicted: pd.DataFrame, top_k: Sequence[int] = (20, 50)
-) -> dict[str, float]:
-    """ATE agreement as in GPO-VAE's ``get_ate_metrics`` (pooled over perturbation × gene).
+def _per_perturbation_pearson(
+    observed: np.ndarray, predicted: np.ndarray, columns: np.ndarray | None = None
+) -> float:
+    """Mean over perturbations (rows) of Pearson r, on each row's ``columns`` (default: all).
 
-    Returns ``ate_pearson_all`` and ``ate_r2_all`` over all entries and, for each k in
-    ``top_k``, ``ate_pearson_top{k}`` / ``ate_r2_top{k}`` over each perturbation's k genes with
-    the largest |observed ATE| (pooled), and ``jaccard_top{k}``, the mean overlap of observed
-    and predicted top-k |ATE| gene sets. R² is 1 − SS_res/SS_tot with the observed ATE as
-    truth. Undefined values are NaN: Pearson of a constant prediction, R² of a constant
-    reference, Jaccard of a prediction row without a top-k set.
+    NaN when any row's correlation is undefined (a constant row), so a predictor that is
+    constant after the reference is subtracted is never credited with a score.
+    """
+    if columns is not None:
+        observed = np.take_along_axis(observed, columns, axis=1)
+        predicted = np.take_along_axis(predicted, columns, axis=1)
+    return float(np.mean([_pearson(o, p) for o, p in zip(observed, predicted, strict=True)]))
+
+
+def centroid_accuracy(observed: pd.DataFrame, predicted: pd.DataFrame) -> float:
+    """Systema's centroid accuracy: how often a prediction is nearest its own perturbation.
+
+    Per perturbation p, the fraction of the *other* perturbations' observed profiles that lie
+    farther (Euclidean) from p's prediction than p's own observed profile does (ties count
+    as not farther); the mean over perturbations. 1 = every prediction is closest to its own
+    truth; a prediction that ignores the perturbation scores about 0.5 on average.
+    """
+    predicted = _aligned(observed, predicted)
+    if len(observed) < 2:
+        raise GenevaeInputError(
+            f"centroid accuracy needs at least 2 perturbations, got {len(observed)}."
+        )
+    obs = observed.to_numpy(dtype=np.float64)
+    pred = predicted.to_numpy(dtype=np.float64)
+    distances = np.sqrt(((pred[:, None, :] - obs[None, :, :]) ** 2).sum(axis=-1))
+    own = np.diag(distances)[:, None]
+    farther = (distances > own).sum(axis=1)
+    return float(np.mean(farther / (len(obs) - 1)))
+
+
+def perturbed_centroid_ate(training_ate: pd.DataFrame) -> pd.Series:
+    """Systema's reference, the mean of the training perturbations' centroids, as an ATE.
+
+    Systema averages the per-perturbation mean profiles of the perturbed training cells;
+    minus the control mean, that is the mean training ATE over perturbations (each
+    perturbation counts once, whatever its number of cells).
+    """
+    return training_ate.mean(axis=0)
+
+
+def ate_metrics(
+    observed: pd.DataFrame,
+    predicted: pd.DataFrame,
+    top_k: Sequence[int] = (20, 50),
+    perturbed_centroid: pd.Series | None = None,
+) -> dict[str, float]:
+    """Agreement of predicted and observed ATE (Δ against the control mean), named by content.
+
+    Pooled over perturbation × gene, as GPO-VAE's ``get_ate_metrics``:
+    ``pearson_delta_vs_control_allgenes_pooled`` / ``r2_delta_vs_control_allgenes_pooled``,
+    and per k in ``top_k`` the same on each perturbation's k genes with the largest
+    |observed ATE| (``..._top{k}de_pooled``). Mean over perturbations of per-perturbation
+    Pearson r (GEARS/Systema): ``pearson_delta_vs_control_allgenes`` and
+    ``pearson_delta_vs_control_top{k}de``. ``jaccard_top{k}de``: mean overlap of the observed
+    and predicted top-k |ATE| gene sets. ``centroid_accuracy`` (Systema), when there are at
+    least 2 perturbations. With ``perturbed_centroid`` (an ATE row over the genes, e.g.
+    :func:`perturbed_centroid_ate` of the training cells), Systema's
+    ``pearson_delta_vs_perturbed_centroid_allgenes`` / ``..._top{k}de``: per-perturbation
+    Pearson r of (observed − centroid) and (predicted − centroid), averaged; this removes the
+    shift shared by all perturbations. R² is 1 − SS_res/SS_tot with the observed ATE as truth.
+    Undefined values are NaN: Pearson of a constant prediction, R² of a constant reference,
+    Jaccard of a prediction row without a top-k set.
     """
     predicted = _aligned(observed, predicted)
     obs = observed.to_numpy(dtype=np.float64)
     pred = predicted.to_numpy(dtype=np.float64)
-    metrics = {"ate_pearson_all": _pearson(obs.ravel(), pred.ravel())}
-    metrics["ate_r2_all"] = _r2(obs.ravel(), pred.ravel())
+    metrics = {
+        "pearson_delta_vs_control_allgenes_pooled": _pearson(obs.ravel(), pred.ravel()),
+        "r2_delta_vs_control_allgenes_pooled": _r2(obs.ravel(), pred.ravel()),
+        "pearson_delta_vs_control_allgenes": _per_perturbation_pearson(obs, pred),
+    }
+    if perturbed_centroid is not None:
+        centre = perturbed_centroid.reindex(observed.columns).to_numpy(dtype=np.float64)
+        if np.isnan(centre).any():
+            raise GenevaeInputError("perturbed_centroid must have a value for every gene.")
+        metrics["pearson_delta_vs_perturbed_centroid_allgenes"] = _per_perturbation_pearson(
+            obs - centre, pred - centre
+        )
     for k in top_k:
         if not 1 <= k <= obs.shape[1]:
             raise GenevaeInputError(
@@ -252,9 +336,16 @@ def ate_metrics(
         top = _top_k(obs, k)
         obs_top = np.take_along_axis(obs, top, axis=1).ravel()
         pred_top = np.take_along_axis(pred, top, axis=1).ravel()
-        metrics[f"ate_pearson_top{k}"] = _pearson(obs_top, pred_top)
-        metrics[f"ate_r2_top{k}"] = _r2(obs_top, pred_top)
-        metrics[f"jaccard_top{k}"] = _mean_jaccard(obs, pred, k)
+        metrics[f"pearson_delta_vs_control_top{k}de_pooled"] = _pearson(obs_top, pred_top)
+        metrics[f"r2_delta_vs_control_top{k}de_pooled"] = _r2(obs_top, pred_top)
+        metrics[f"pearson_delta_vs_control_top{k}de"] = _per_perturbation_pearson(obs, pred, top)
+        if perturbed_centroid is not None:
+            metrics[f"pearson_delta_vs_perturbed_centroid_top{k}de"] = _per_perturbation_pearson(
+                obs - centre, pred - centre, top
+            )
+        metrics[f"jaccard_top{k}de"] = _mean_jaccard(obs, pred, k)
+    if len(obs) >= 2:
+        metrics["centroid_accuracy"] = centroid_accuracy(observed, predicted)
     return metrics
 
 
@@ -308,6 +399,8 @@ def split_half_noise_ceiling(
     *,
     top_k: Sequence[int] = (20, 50),
     target_sum: float = 1e4,
+    perturbed_centroid: pd.Series | None = None,
+    gene_names: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Agreement of the ATEs of two random halves of the cells (measurement reliability).
 
@@ -328,14 +421,14 @@ def split_half_noise_ceiling(
         half_a.append(members[: len(members) // 2])
         half_b.append(members[len(members) // 2 :])
     rows_a, rows_b = np.sort(np.concatenate(half_a)), np.sort(np.concatenate(half_b))
-    genes = _gene_names(counts, None)
+    genes = _gene_names(counts, gene_names)
     effects = [
         observed_ate(
             _take_rows(counts, rows), labels[rows], control_label, target_sum, gene_names=genes
         )
         for rows in (rows_a, rows_b)
     ]
-    return ate_metrics(effects[0], effects[1], top_k)
+    return ate_metrics(effects[0], effects[1], top_k, perturbed_centroid)
 
 
 # ---------------------------------------------------------------------- one-call report
@@ -371,17 +464,24 @@ def score_ate_predictions(
     seed: int = 0,
     baselines: bool = True,
     unseen: UnseenBaseline = "raise",
+    linear_model: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Metrics (rows: predictor, columns: metric) of given ATE predictions and the baselines.
 
     ``predictions`` maps a predictor name to its perturbation × gene ATE table (e.g. from
     :func:`predicted_ate`); each must cover the perturbations observed in the ``reference``
     split (default the held-out "test" cells; "all" is the original, leaky all-cells
-    reference). With ``baselines`` the rows ``training_mean``, ``pooled_training_mean``,
-    ``control_mean`` (from ``train_split`` cells) and ``split_half_ceiling`` (two halves of
-    the training cells) are added. A perturbation without training cells (held out as unseen)
-    has no training mean: ``unseen="raise"`` refuses, ``"pooled"`` predicts it by the pooled
-    training mean.
+    reference). Every row gets :func:`ate_metrics` with the perturbed centroid of the
+    ``train_split`` cells (Systema's reference). With ``baselines``, rows from the training
+    cells are added (Ahlmann-Eltze et al. 2025; Systema): ``control_mean`` (no change),
+    ``pooled_training_mean`` (the mean over training perturbations, Systema's perturbed mean),
+    ``training_mean`` (each perturbation's own training cells), ``linear_model`` when
+    ``linear_model`` holds its keyword arguments (e.g. ``{}`` for the paper's defaults;
+    :func:`genevae.analysis.baselines.linear_perturbation_model`, which needs perturbation
+    labels that are measured genes) and ``split_half_ceiling`` (two halves of the training
+    cells). A
+    perturbation without training cells (held out as unseen) has no training mean:
+    ``unseen="raise"`` refuses, ``"pooled"`` predicts it by the pooled training mean.
     """
     splits = np.asarray(pd.Series(list(split)).astype(str))
     labels = _labels(perturbation_labels, counts.shape[0])
@@ -394,20 +494,33 @@ def score_ate_predictions(
     genes = _gene_names(counts, gene_names)
     reference_rows, train_rows = _reference_and_train_rows(splits, reference, train_split)
 
-    def ate_of(rows: np.ndarray) -> pd.DataFrame:
-        return observed_ate(_take_rows(counts, rows), labels[rows], control_label, gene_names=genes)
+    def means_of(rows: np.ndarray) -> pd.DataFrame:
+        return pseudobulk(_take_rows(counts, rows), labels[rows], gene_names=genes)
 
-    observed = ate_of(reference_rows)
+    observed = ate_from_pseudobulk(means_of(reference_rows), control_label)
+    training_means = means_of(train_rows)
+    training = ate_from_pseudobulk(training_means, control_label)
+    centroid = perturbed_centroid_ate(training)
     frames = {
         name: frame[frame.index.astype(str).isin(observed.index)]
         for name, frame in predictions.items()
     }
     if baselines:
-        frames |= _baseline_predictions(ate_of(train_rows), observed, unseen)
-    rows = {name: ate_metrics(observed, frame, top_k) for name, frame in frames.items()}
+        frames |= _baseline_predictions(training, observed, unseen)
+    if baselines and linear_model is not None:
+        frames["linear_model"] = linear_perturbation_model(
+            training_means, control_label, list(observed.index), **linear_model
+        )
+    rows = {name: ate_metrics(observed, frame, top_k, centroid) for name, frame in frames.items()}
     if baselines:
         rows["split_half_ceiling"] = split_half_noise_ceiling(
-            _take_rows(counts, train_rows), labels[train_rows], control_label, seed, top_k=top_k
+            _take_rows(counts, train_rows),
+            labels[train_rows],
+            control_label,
+            seed,
+            top_k=top_k,
+            perturbed_centroid=centroid,
+            gene_names=genes,
         )
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("predictor")
 
@@ -415,7 +528,7 @@ def score_ate_predictions(
 def _baseline_predictions(
     training: pd.DataFrame, observed: pd.DataFrame, unseen: UnseenBaseline
 ) -> dict[str, pd.DataFrame]:
-    """Training-mean, pooled training-mean and control-mean ATEs on ``observed``'s layout."""
+    """Control-mean, pooled training-mean and training-mean ATEs on ``observed``'s layout."""
     pooled_row = training.mean(axis=0).to_numpy()
     pooled = pd.DataFrame(
         np.broadcast_to(pooled_row, observed.shape), index=observed.index, columns=training.columns
@@ -429,9 +542,9 @@ def _baseline_predictions(
         )
     per_perturbation.loc[missing] = pooled.loc[missing].to_numpy()
     return {
-        "training_mean": per_perturbation,
-        "pooled_training_mean": pooled,
         "control_mean": control_mean_baseline(observed),
+        "pooled_training_mean": pooled,
+        "training_mean": per_perturbation,
     }
 
 

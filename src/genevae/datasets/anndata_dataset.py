@@ -7,6 +7,7 @@ the dataset, so that ``kedro run`` starts without them.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +124,23 @@ def _stored_x_bytes(path: Path) -> int:
 
 
 def _read_h5ad(path: Path, load_args: dict[str, Any], *, source: str) -> AnnData:
-    """`anndata.read_h5ad` with h5py/anndata failures turned into an error naming ``source``."""
+    """`anndata.read_h5ad` with h5py/anndata failures turned into an error naming ``source``.
+
+    Files written by anndata < 0.7 (e.g. the Kang raw file) keep neighbour graphs in
+    ``uns["neighbors"]``; anndata moves them to ``obsp`` while reading and says so with a
+    FutureWarning per matrix. The move is the fix (files genevae writes have the new layout),
+    so that note is not shown.
+    """
     import anndata as ad
 
     try:
-        return ad.read_h5ad(path, **load_args)
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Moving element from \.uns\['neighbors'\]",
+                category=FutureWarning,
+            )
+            return ad.read_h5ad(path, **load_args)
     except (OSError, KeyError, ValueError, TypeError) as exc:  # TypeError: HDF5 but not AnnData
         raise DatasetInputError(
             f"Could not read '{source}' as an .h5ad file ({type(exc).__name__}: {exc}). The file "

@@ -14,6 +14,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from genevae.errors import GenevaeInputError
+from genevae.plotting.labels import natural_sorted
 
 
 def embedding_scatter(
@@ -32,7 +33,7 @@ def embedding_scatter(
     if not isinstance(coords, pd.DataFrame) or coords.shape[1] < 2 or coords.empty:
         raise GenevaeInputError("coords must be a DataFrame with at least two columns and one row.")
     label_values = _aligned_label_strings(coords, labels)
-    colours = _label_colours(sorted(set(label_values)), palette or {})
+    colours = _label_colours(natural_sorted(label_values), palette or {})
     x_name, y_name = coords.columns[:2]
     fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.subplots()

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from genevae.analysis.modules import top_module_genes
 from genevae.errors import GenevaeInputError
+from genevae.plotting.labels import natural_sorted
 
 _SIGNIFICANT, _OTHER = "#c0392b", "#9e9e9e"
 
@@ -37,35 +39,126 @@ def _panel_grid(n_panels: int, width: float, height: float) -> tuple[Figure, np.
     return figure, axes[:n_panels]
 
 
-def _short(name: str, limit: int = 36) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+_COLLECTION_PREFIXES = ("REACTOME_", "HALLMARK_")
 
 
-def _label_points(ax, table: pd.DataFrame, x: str, y: str, n_labels: int, by: str) -> None:
-    """Name the ``n_labels`` points with the largest |by|, text pointing inwards.
+def _label_text(name: str, width: int = 32) -> str:
+    """A module name without its collection prefix, wrapped at underscores (never cut)."""
+    for prefix in _COLLECTION_PREFIXES:
+        name = name.removeprefix(prefix)
+    lines, line = [], ""
+    for word in name.split("_"):
+        candidate = f"{line}_{word}" if line else word
+        if line and len(candidate) > width:
+            lines.append(line + "_")
+            candidate = word
+        line = candidate
+    return "\n".join([*lines, line])
 
-    Labels of points that (nearly) coincide are stacked downwards so they stay readable;
-    labels are kept out of the layout so long names never squeeze the axes.
+
+_LABEL_SPACINGS = ((1.15, 1.4), (1.25, 1.6), (1.4, 1.9))
+
+
+def _label_points(
+    ax, table: pd.DataFrame, x: str, y: str, start_y: pd.Series | None = None
+) -> None:
+    """Name each row of ``table`` at its point; labels repel each other and the points
+    (adjustText) and point back with a leader line. ``start_y`` moves labels' starting
+    height (e.g. off a crowded band). adjustText is a heuristic: wider spacings are tried
+    until no two labels overlap. Labels stay out of the layout, so long names never squeeze
+    the axes."""
+    if table.empty:
+        return
+    heights = table[y] if start_y is None else start_y.reindex(table.index).fillna(table[y])
+    starts = list(zip(table[x].astype(float), heights.astype(float), strict=True))
+    texts = []
+    for (_, row), (x0, y0) in zip(table.iterrows(), starts, strict=True):
+        text = ax.text(x0, y0, _label_text(str(row["module"])), fontsize=6.5)
+        text.set_in_layout(False)
+        texts.append(text)
+    for spacing in _LABEL_SPACINGS:
+        for text, start in zip(texts, starts, strict=True):
+            text.set_position(start)
+        arrows = _adjust(ax, texts, table[x], table[y], spacing)
+        if not _overlapping(ax, texts) or spacing == _LABEL_SPACINGS[-1]:
+            return
+        for arrow in arrows:
+            arrow.remove()
+
+
+def _adjust(ax, texts: list, x: pd.Series, y: pd.Series, spacing: tuple[float, float]) -> list:
+    from adjustText import adjust_text
+
+    ax.figure.canvas.draw()  # adjustText measures the drawn labels
+    _, arrows = adjust_text(
+        texts,
+        target_x=x.to_numpy(dtype=float),
+        target_y=y.to_numpy(dtype=float),
+        ax=ax,
+        expand=spacing,
+        force_text=(0.3, 0.6),
+        iter_lim=500,
+        min_arrow_len=0,
+        arrowprops={"arrowstyle": "-", "color": "#555555", "lw": 0.5},
+    )
+    return list(arrows)
+
+
+def _overlapping(ax, texts: list) -> bool:
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in texts]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+def _below_band(labelled: pd.DataFrame, cap: float) -> pd.Series:
+    """Starting heights for labels of saturated modules: a staircase inside the cap, in the
+    empty space between the band and the bulk of the modules, ordered by mean difference."""
+    at_cap = labelled[labelled["ln_bf"].abs() >= cap - 1e-6].sort_values("mean_diff")
+    steps = np.arange(len(at_cap)) % 6
+    return pd.Series(np.sign(at_cap["ln_bf"]) * cap * (0.85 - 0.1 * steps), index=at_cap.index)
+
+
+def _label_room(ax, values: pd.Series | None, x_values: pd.Series) -> None:
+    """Room above the highest points (unless ``values`` is None) and beside the outermost
+    ones, where the labels of the top modules (which sit there) can go."""
+    if values is not None:
+        span = float(np.ptp(values)) or 1.0
+        ax.set_ylim(float(values.min()) - 0.05 * span, float(values.max()) + 0.25 * span)
+    x_span = float(np.ptp(x_values)) or 1.0
+    ax.set_xlim(float(x_values.min()) - 0.05 * x_span, float(x_values.max()) + 0.15 * x_span)
+
+
+def _top(table: pd.DataFrame, n: int, by: Sequence[str]) -> pd.DataFrame:
+    """The ``n`` rows largest in |by[0]|, ties (e.g. saturated ln BF) broken by |by[1]|."""
+    keys = pd.DataFrame({column: table[column].abs() for column in by})
+    order = keys.sort_values(list(by), ascending=False, kind="stable").index
+    return table.loc[order].head(n)
+
+
+def _saturation_band(ax, table: pd.DataFrame, cap: float) -> pd.Series:
+    """Where saturated modules are drawn: a band beyond ±cap, ordered by |mean difference|.
+
+    Every module at the cap had all sampled pairs agree, so ln BF cannot rank them; spreading
+    them over a marked band (by mean difference) keeps them readable instead of one line. The
+    axis gets room beyond the band for their labels and one tick, "±cap", at its edge.
     """
-    top = table.reindex(table[by].abs().sort_values(ascending=False).index).head(n_labels)
-    x_span = float(np.ptp(table[x])) or 1.0
-    y_span = float(np.ptp(table[y])) or 1.0
-    x_mid = float(table[x].min()) + x_span / 2
-    placed: list[tuple[float, float]] = []
-    for _, row in top.iterrows():
-        point = (float(row[x]) / x_span, float(row[y]) / y_span)
-        crowd = sum(abs(point[0] - px) < 0.4 and abs(point[1] - py) < 0.04 for px, py in placed)
-        placed.append(point)
-        inward = row[x] > x_mid
-        label = ax.annotate(
-            _short(str(row["module"])),
-            (row[x], row[y]),
-            fontsize=7,
-            xytext=(-4 if inward else 4, 3 - 9 * crowd),
-            textcoords="offset points",
-            ha="right" if inward else "left",
-        )
-        label.set_in_layout(False)
+    at_cap = table["ln_bf"].abs() >= cap - 1e-6
+    y = table["ln_bf"].astype(float).copy()
+    band = 0.12 * cap
+    below = y[~at_cap].to_numpy()
+    low, high = min(below.min(initial=0.0), 0.0), max(below.max(initial=0.0), 0.0)
+    for sign in (-1, 1):
+        members = at_cap & (np.sign(table["ln_bf"]) == sign)
+        if members.any():
+            rank = table.loc[members, "mean_diff"].abs().rank(method="first")
+            y[members] = sign * (cap + band * rank / (members.sum() + 1))
+            ax.axhspan(sign * cap, sign * (cap + band), color="#f6e7c1", zorder=0, lw=0)
+            low, high = (low, cap + 1.6 * band) if sign > 0 else (-cap - 1.6 * band, high)
+    ax.set_ylim(low - 0.05 * cap, high + 0.05 * cap)
+    ticks = [t for t in np.arange(-20, 21, 5.0) if abs(t) < cap - 2]
+    ticks += [sign * cap for sign in (-1, 1) if (at_cap & (np.sign(table["ln_bf"]) == sign)).any()]
+    ax.set_yticks(ticks, [f"{t:+.1f} (cap)" if abs(t) >= cap - 1e-6 else f"{t:g}" for t in ticks])
+    return y
 
 
 def _volcano_groups(
@@ -99,25 +192,43 @@ def volcano(
     *,
     n_labels: int = 10,
     title: str | None = None,
+    ln_bf_cap: float | None = None,
 ) -> Figure:
     """ln Bayes factor against mean activity difference, one point per module (VEGA Fig. 1).
 
     Points beyond both thresholds (|ln BF| and |mean diff|) are highlighted; the ``n_labels``
-    modules with the largest |ln BF| are named. An evidence table (``control_pass``,
-    ``calls_agree`` columns) also encodes the control and the agreement in the markers.
+    modules with the largest |ln BF| (then |mean diff|) are named. An evidence table
+    (``control_pass``, ``calls_agree`` columns) also encodes the control and the agreement in
+    the markers. With ``ln_bf_cap`` (the largest |ln BF| the pair count allows) modules at the
+    cap are drawn as stars in a shaded band beyond it, spread by mean difference, and a note
+    says how many there are.
     """
     _require_columns(bf_table, ["module", "ln_bf", "mean_diff"], "bf_table")
-    significant = (bf_table["ln_bf"].abs() > ln_bf_threshold) & (
-        bf_table["mean_diff"].abs() > mean_diff_threshold
+    table = bf_table.reset_index(drop=True)
+    significant = (table["ln_bf"].abs() > ln_bf_threshold) & (
+        table["mean_diff"].abs() > mean_diff_threshold
     )
-    figure = Figure(figsize=(6, 5))
+    saturated = (
+        table["ln_bf"].abs() >= ln_bf_cap - 1e-6
+        if ln_bf_cap is not None
+        else pd.Series(False, index=table.index)
+    )
+    figure = Figure(figsize=(8.5, 6))
+    FigureCanvasAgg(figure)
     ax = figure.subplots()
-    for selected, colour, marker, filled, label in _volcano_groups(bf_table, significant):
-        part = bf_table[selected]
+    y = _saturation_band(ax, table, ln_bf_cap) if saturated.any() else table["ln_bf"]
+    _label_room(ax, None if saturated.any() else y, table["mean_diff"])
+    table = table.assign(_y=y)
+    groups = [(rows & ~saturated, *rest) for rows, *rest in _volcano_groups(table, significant)]
+    if saturated.any():
+        label = f"saturated (|ln BF| = {ln_bf_cap:.1f})"
+        groups.append((saturated, _SIGNIFICANT, "*", True, label))
+    for selected, colour, marker, filled, label in groups:
+        part = table[selected]
         ax.scatter(
             part["mean_diff"],
-            part["ln_bf"],
-            s=12 if marker == "o" else 18,
+            part["_y"],
+            s=12 if marker == "o" else 24,
             marker=marker,
             c=colour if filled else "none",
             edgecolors=colour,
@@ -127,12 +238,25 @@ def volcano(
     for sign in (-1, 1):
         ax.axhline(sign * ln_bf_threshold, ls="--", lw=0.8, c="k")
         ax.axvline(sign * mean_diff_threshold, ls=":", lw=0.8, c="k")
-    _label_points(ax, bf_table, "mean_diff", "ln_bf", n_labels, "ln_bf")
     ax.set_xlabel("mean activity difference (group 1 − group 2)")
     ax.set_ylabel("ln Bayes factor")
-    ax.set_title(title or "Differential module activity")
-    ax.legend(loc="best", fontsize=8)
-    figure.tight_layout()
+    ax.set_title(title or "Differential module activity", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if saturated.any():
+        figure.text(
+            0.99,
+            0.01,
+            f"{int(saturated.sum())} modules at the cap ±{ln_bf_cap:.1f} (every sampled pair "
+            "agreed): shaded band, ordered by |mean difference|, not by ln BF.",
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="#7a5c00",
+        )
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    labelled = _top(table, n_labels, ("ln_bf", "mean_diff"))
+    start = _below_band(labelled, ln_bf_cap) if saturated.any() else None
+    _label_points(ax, labelled, "mean_diff", "_y", start)
     return figure
 
 
@@ -157,7 +281,8 @@ def gsea_vs_bayes_factor(
     }
     sizes = comparison["set_size"].to_numpy(dtype=float)
     scale = 80.0 / max(float(np.nanmax(sizes)) if len(sizes) else 1.0, 1.0)
-    figure = Figure(figsize=(6, 5))
+    figure = Figure(figsize=(8, 5))
+    FigureCanvasAgg(figure)
     ax = figure.subplots()
     for label, (selected, colour) in groups.items():
         part = comparison[selected]
@@ -171,12 +296,20 @@ def gsea_vs_bayes_factor(
         )
     ax.axhline(-np.log10(fdr_threshold), ls="--", lw=0.8, c="k")
     ax.axvline(ln_bf_threshold, ls="--", lw=0.8, c="k")
-    _label_points(ax, comparison, "abs_ln_bf", "neg_log10_fdr", n_labels, "abs_ln_bf")
+    _label_room(ax, comparison["neg_log10_fdr"], comparison["abs_ln_bf"])
     ax.set_xlabel("VEGA |ln Bayes factor|")
     ax.set_ylabel("GSEA −log10 FDR")
-    ax.set_title("GSEA pre-rank vs VEGA differential activity")
-    ax.legend(loc="best", fontsize=8, title="significant in")
+    ax.set_title("GSEA pre-rank vs VEGA differential activity", fontsize=10)
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title="significant in",
+        frameon=False,
+    )
     figure.tight_layout()
+    top = _top(comparison, n_labels, ("abs_ln_bf", "neg_log10_fdr"))
+    _label_points(ax, top, "abs_ln_bf", "neg_log10_fdr")
     return figure
 
 
@@ -185,7 +318,7 @@ def module_violins(activities: pd.DataFrame, modules: Sequence[str], groupby: st
     if not modules:
         raise GenevaeInputError("modules is empty; name at least one module column to plot.")
     _require_columns(activities, [*modules, groupby], "activities")
-    levels = sorted(activities[groupby].astype(str).unique())
+    levels = natural_sorted(activities[groupby])
     labels = activities[groupby].astype(str)
     figure, axes = _panel_grid(len(modules), max(4.0, 1.2 * len(levels)), 3.5)
     for ax, module in zip(axes, modules, strict=True):
@@ -209,10 +342,17 @@ def module_scatter(activities: pd.DataFrame, module_x: str, module_y: str, color
         points = ax.scatter(activities[module_x], activities[module_y], c=colour, s=6)
         figure.colorbar(points, ax=ax, label=color_by)
     else:
-        for level in sorted(colour.astype(str).unique()):
+        for level in natural_sorted(colour):
             part = activities[colour.astype(str) == level]
             ax.scatter(part[module_x], part[module_y], s=6, alpha=0.7, label=level)
-        ax.legend(title=color_by, fontsize=8, markerscale=2)
+        ax.legend(
+            title=color_by,
+            fontsize=8,
+            markerscale=2,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+        )
     ax.set_xlabel(f"{module_x} activity")
     ax.set_ylabel(f"{module_y} activity")
     figure.tight_layout()

@@ -33,6 +33,7 @@ FilterMode = Literal["paper", "original_precedence_bug"]
 MatchOn = Literal["perturbed_genes", "node_genes"]
 MedianMode = Literal["midpoint", "lower"]
 Sampling = Literal["without_replacement", "with_replacement"]
+FitOn = Literal["training_cells", "all_cells"]
 _CF_CHUNK = 64  # cells whose counterfactual medians are computed in one vectorised block
 
 
@@ -102,8 +103,7 @@ def log_normalise_counts(
     counts = sp.csr_matrix(counts, dtype=np.float32)
     totals = np.asarray(counts.sum(axis=1)).ravel()
     if target_sum is None:
-        positive = totals[totals > 0]
-        target_sum = float(np.median(positive)) if positive.size else 1.0
+        target_sum = _median_library_size(counts)
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
     scaled = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ counts)
     return scaled.log1p().astype(np.float32)
@@ -472,6 +472,28 @@ def _cell_labels(
     return np.where(is_control, control_label, targets)
 
 
+def _fit_rows(splits: np.ndarray, fit_on: FitOn, train_split: str, split_key: str) -> np.ndarray:
+    """Rows whose data the model input's statistics are estimated from (see ``fit_on``)."""
+    if fit_on == "all_cells":
+        return np.arange(splits.size)
+    if fit_on != "training_cells":
+        raise GenevaeInputError(f"fit_on={fit_on!r} must be 'training_cells' or 'all_cells'.")
+    rows = np.flatnonzero(splits == train_split)
+    if rows.size == 0:
+        raise GenevaeInputError(
+            f"no cell has {split_key}={train_split!r} (train_split); the splits present are "
+            f"{sorted(set(splits))}. Set train_split, or fit_on='all_cells' (leaks test cells)."
+        )
+    return rows
+
+
+def _median_library_size(counts: sp.csr_matrix) -> float:
+    """Median total count of the cells with any count: scanpy normalize_total's default target."""
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    positive = totals[totals > 0]
+    return float(np.median(positive)) if positive.size else 1.0
+
+
 def build_gpo_inputs(
     adata: ad.AnnData,
     perturbation_key: str,
@@ -490,16 +512,22 @@ def build_gpo_inputs(
     qc_n_mads: float = 3.0,
     cf_max_cells: int = 50,
     seed: int = 0,
+    fit_on: FitOn = "training_cells",
+    train_split: str = "train",
 ) -> GPOInputs:
     """Assemble GPO-VAE's inputs from raw counts with perturbation and split labels.
 
     Controls are the cells whose ``perturbation_key`` equals ``control_label``; other cells are
     labelled by their ``target_gene_key`` (default: the perturbation label itself), which must
-    be a measured gene. The DE test for the extra nodes (Wilcoxon vs controls on all cells, as
-    the original) runs unless ``de_table`` is given. Controls are matched per split on the
-    perturbed genes (``match_on="perturbed_genes"``, the original code) or on all nodes.
-    Weights are 1/count of the cell's perturbation within its own split (SAMS-VAE counts per
-    split). ``lfc_threshold`` is 3 for K562/RPE1 and 2 for Adamson in the original.
+    be a measured gene. Everything estimated from the data is fitted on the ``fit_on`` cells:
+    ``"training_cells"`` (default; the ``train_split`` cells, so no test cell shapes the model
+    input) or ``"all_cells"`` (the original code, which leaked test cells). These are the
+    normalisation target (median library size), the DE test for the extra nodes (Wilcoxon vs
+    controls, unless ``de_table`` is given) and the QC thresholds (median ± n·MAD), which
+    then flag every cell. Controls are matched by OT within each split on the perturbed genes
+    (``match_on="perturbed_genes"``, the original code) or on all nodes. Weights are 1/count of
+    the cell's perturbation within its own split (SAMS-VAE counts per split).
+    ``lfc_threshold`` is 3 for K562/RPE1 and 2 for Adamson in the original.
     """
     for key, parameter in ((perturbation_key, "perturbation_key"), (split_key, "split_key")):
         _require_obs(adata, key, parameter)
@@ -509,6 +537,7 @@ def build_gpo_inputs(
         raise GenevaeInputError(f"match_on={match_on!r} must be 'perturbed_genes' or 'node_genes'.")
     labels = _cell_labels(adata, perturbation_key, control_label, target_gene_key)
     splits = adata.obs[split_key].astype(str).to_numpy()
+    fit_rows = _fit_rows(splits, fit_on, train_split, split_key)
     perturbed_genes = sorted(set(labels) - {control_label})
     unmeasured = [g for g in perturbed_genes if g not in adata.var_names]
     if unmeasured:
@@ -517,11 +546,11 @@ def build_gpo_inputs(
             "(filter_perturbations_by_cell_count(..., require_measured_target=True))."
         )
     counts = _as_counts(adata, counts_layer)
-    log_norm = log_normalise_counts(counts)
+    log_norm = log_normalise_counts(counts, _median_library_size(counts[fit_rows]))
     if de_table is None:
         shell = ad.AnnData(
-            X=log_norm,
-            obs=pd.DataFrame({"perturbation": labels}, index=adata.obs_names),
+            X=log_norm[fit_rows],
+            obs=pd.DataFrame({"perturbation": labels[fit_rows]}, index=adata.obs_names[fit_rows]),
             var=pd.DataFrame(index=adata.var_names),
         )
         de_table = rank_genes_long(shell, "perturbation", control_label)
@@ -537,7 +566,8 @@ def build_gpo_inputs(
     matched = match_controls_per_split(
         log_norm[:, match_columns], labels, splits, control_label, ot_reg, ot_cost_scale
     )
-    qc = qc_flags(adata, qc_n_mads, layer=counts_layer)
+    thresholds = mad_thresholds(qc_metrics(counts[fit_rows], adata.var_names), qc_n_mads)
+    qc = qc_flags(adata, qc_n_mads, layer=counts_layer, thresholds=thresholds)
     cf_x, has_cf = counterfactual_targets(
         counts, qc["total_qc"].to_numpy(), labels, splits, cf_max_cells, seed
     )

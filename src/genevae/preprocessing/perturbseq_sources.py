@@ -8,9 +8,10 @@ Table S2, then cells by knockdown, then perturbations by cell count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -135,6 +136,11 @@ def strong_perturbations(
         & (summary_stats["percent knockdown"] <= max_knockdown)
         & (summary_stats["number of cells (filtered)"] > min_cells)
     )
+    if not keep.any():
+        raise GenevaeInputError(
+            f"no perturbation passes the strong-perturbation filter (> {min_degs} DEGs, "
+            f"knockdown <= {max_knockdown}, > {min_cells} cells); check the summary statistics."
+        )
     names = summary_stats.loc[keep, "genetic perturbation"].astype(str)
     malformed = names[names.str.count("_") < 1]
     if len(malformed):
@@ -229,6 +235,11 @@ def filter_cells_by_knockdown(
         expression = _column(adata, gene, layer)
         cells = labels == gene
         keep[cells] = expression[cells] <= np.percentile(expression[controls], percentile)
+    if not keep[~controls].any():
+        raise GenevaeInputError(
+            f"no perturbed cell has its target at or below the {percentile}th percentile of "
+            "the controls; raise percentile (or switch the knockdown filter off)."
+        )
     return adata[keep].copy()
 
 
@@ -246,9 +257,45 @@ def filter_perturbations_by_cell_count(
     """
     _require_obs(adata, perturbation_key, "perturbation_key")
     labels = adata.obs[perturbation_key].astype(str)
-    sizes = labels.value_counts()
+    sizes = labels[labels != control_label].value_counts()
     kept = set(sizes.index[sizes > min_cells])
     if require_measured_target:
         kept &= set(adata.var_names)
+    if not kept:
+        largest = sizes.head(3).to_dict()
+        raise GenevaeInputError(
+            f"no perturbation has more than min_cells={min_cells} cells with a measured target "
+            f"(largest: {largest}); lower min_cells for a small data set."
+        )
     keep = labels.isin(kept | {control_label}).to_numpy()
     return adata[keep].copy()
+
+
+def apply_cell_filters(
+    adata: ad.AnnData,
+    filters: Mapping[str, Any],
+    summary_stats: pd.DataFrame | None = None,
+    perturbation_key: str = "gene",
+    control_label: str = CONTROL_LABEL,
+    layer: str | None = None,
+) -> ad.AnnData:
+    """GPO-VAE's raw-data filters in the authors' order (models.md §3.5 steps 2–4).
+
+    ``filters`` holds ``strong_perturbations`` (keyword arguments of
+    :func:`strong_perturbations`; applied when ``summary_stats``, Replogle Table S2, is given),
+    ``knockdown_percentile`` (:func:`filter_cells_by_knockdown`) and
+    ``min_cells_per_perturbation`` (:func:`filter_perturbations_by_cell_count`); a null value
+    switches a filter off. Counts must be raw (X or ``layer``), as in the original.
+    """
+    if summary_stats is not None and filters.get("strong_perturbations") is not None:
+        strong = strong_perturbations(summary_stats, **filters["strong_perturbations"])
+        adata = subset_perturbations(adata, strong, perturbation_key, control_label)
+    if filters.get("knockdown_percentile") is not None:
+        adata = filter_cells_by_knockdown(
+            adata, perturbation_key, control_label, filters["knockdown_percentile"], layer
+        )
+    if filters.get("min_cells_per_perturbation") is not None:
+        adata = filter_perturbations_by_cell_count(
+            adata, perturbation_key, control_label, filters["min_cells_per_perturbation"]
+        )
+    return adata

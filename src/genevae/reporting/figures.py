@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from genevae.analysis.metrics import spearman
 from genevae.errors import GenevaeInputError
+from genevae.plotting.labels import natural_sorted
 
 _MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 _BASELINE_COLOUR = "#9e9e9e"
@@ -187,7 +188,7 @@ def generalisation_overview(
     Boxes show the resample distribution; the dashed line is the paper's value if given.
     """
     _require(results, [group, overlap, *r2_pair], "results")
-    groups = sorted(results[group].astype(str).unique())
+    groups = natural_sorted(results[group])
     figure = Figure(figsize=(min(12.0, max(9.0, 1.2 * len(groups) + 4)), 4.4))
     left, right = figure.subplots(1, 2, width_ratios=[1.2, 1.0])
     data = [results.loc[results[group].astype(str) == g, overlap].to_numpy() for g in groups]

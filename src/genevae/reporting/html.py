@@ -77,6 +77,8 @@ pre { padding: .8em; overflow-x: auto; }
 {% if run.url %}<a href="{{ run.url }}">{{ run.run_id }}</a>{% else %}{{ run.run_id }}{% endif %}
 {% endif %}.</p>
 {% if intro %}<p>{{ intro }}</p>{% endif %}
+{% if headline %}<section id="headline"><h2>Headline</h2><ul>
+{% for line in headline %}<li>{{ line }}</li>{% endfor %}</ul></section>{% endif %}
 <nav><strong>Contents</strong><ul>
 {% if comparison is not none %}<li><a href="#overview">Overview: all models</a></li>{% endif %}
 {% for section in sections %}<li><a href="#{{ section.key }}">{{ section.title }}</a>
@@ -124,7 +126,7 @@ that wrote that version (links open the MLflow UI; start it with <code>make mlfl
 <td>{{ row.version or "unversioned" }}</td><td>{% if row.run_url %}<a href="{{ row.run_url }}">
 {{ row.run_name or "run" }} {{ row.run_id }}</a>{% elif row.run_id %}{{ row.run_id }}{% else %}–{% endif %}
 </td></tr>{% endfor %}</table>{% else %}<p>No versioned inputs were read.</p>{% endif %}
-<h3>Parameters of this evaluation run</h3>
+<h3>Parameters of this {{ run_label }}</h3>
 <details><summary>show</summary><pre>{{ parameters }}</pre></details>
 </body>
 </html>
@@ -141,6 +143,8 @@ def render_report(
     run: Mapping[str, str] | None = None,
     intro: str = "",
     extra_lineage: Sequence[Mapping[str, Any]] = (),
+    headline: Sequence[str] = (),
+    run_label: str = "evaluation run",
 ) -> str:
     """The full HTML page: overview table, one chapter per section, provenance, parameters.
 
@@ -156,7 +160,7 @@ def render_report(
         empty | {"section": section.title} | dict(row)
         for section in sections
         for row in section.lineage
-    ] + [empty | {"section": "this evaluation run"} | dict(row) for row in extra_lineage]
+    ] + [empty | {"section": f"this {run_label}"} | dict(row) for row in extra_lineage]
     return template.render(
         title=title,
         generated_at=generated_at,
@@ -167,4 +171,6 @@ def render_report(
         lineage=lineage,
         parameters=yaml.safe_dump(dict(parameters or {}), sort_keys=False, allow_unicode=True),
         render_table=table_to_html,
+        headline=list(headline),
+        run_label=run_label,
     )

@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 
 from genevae.datasets.fetch import resolve_data_path
 from genevae.errors import GenevaeInputError
@@ -281,6 +281,17 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+class EpochProgressBar(RichProgressBar):
+    """Lightning's bar counts epochs from 0 ("Epoch 19/19" after 20 epochs); genevae's log
+    line ("Trained vega for 20 epochs") counts from 1, and so does this bar ("Epoch 20/20")."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            description += f"/{self.trainer.max_epochs}"
+        return f"{description:{len(self.validation_description)}}"
+
+
 def _monitor(settings: TrainingSettings, has_validation: bool) -> str:
     """The metric early stopping and the best epoch follow: ``train/`` without validation."""
     monitor = settings.early_stopping_monitor
@@ -288,7 +299,7 @@ def _monitor(settings: TrainingSettings, has_validation: bool) -> str:
 
 
 def _callbacks(settings: TrainingSettings, has_validation: bool) -> list[Callback]:
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [EpochProgressBar()] if settings.progress_bar else []
     if settings.early_stopping_patience is not None:
         monitor = _monitor(settings, has_validation)
         callbacks.append(EarlyStopping(monitor=monitor, patience=settings.early_stopping_patience))
@@ -428,7 +439,11 @@ def _fit(
 def _log_summary(
     model: GenerativeModel, history: pd.DataFrame, device: torch.device, weights_epoch: int | None
 ) -> None:
-    """One line per training: model, epochs, device, the last epoch's losses, kept weights."""
+    """One line per training: model, epochs, device, the last epoch's losses, kept weights.
+
+    Epochs are counted from 1 here, as on the progress bar ("Epoch 20/20"); the history
+    table and MLflow steps count from 0.
+    """
     last = history[(history["term"] == "loss") & (history["epoch"] == history["epoch"].max())]
     losses = ", ".join(f"{row.split} loss {row.value:.4g}" for row in last.itertuples())
     logger.info(
@@ -437,7 +452,7 @@ def _log_summary(
         _epochs_in(history),
         _device_name(device),
         f" (last epoch: {losses})" if losses else "",
-        weights_epoch,
+        "–" if weights_epoch is None else weights_epoch + 1,
     )
 
 

@@ -30,6 +30,8 @@ INPUTS = {
     "qc_n_mads": 3.0,
     "cf_max_cells": 50,
     "seed": 0,
+    "fit_on": "training_cells",
+    "train_split": "train",
 }
 
 
@@ -147,9 +149,10 @@ def test_a_held_out_perturbation_is_scored_with_pooled_baselines():
     model_input = nodes.build_model_input(adata, INPUTS)
     assert model_input.obsm["dosage"]["REG2"][model_input.obs["split"] == "train"].sum() == 0
     zero = pd.DataFrame(0.0, index=["REG0", "REG1", "REG2"], columns=model_input.var_names)
-    params = {"references": ["test"], "top_k_genes": [5], "seed": 0}
+    params = {"references": ["test"], "top_k_genes": [5], "seed": 0, "linear_model": {}}
     table = evaluation.ate_table({"model": zero}, model_input, params)
-    assert np.isfinite(table.loc["training_mean", "ate_pearson_all_test"])
+    column = "pearson_delta_vs_control_allgenes_pooled_testcells"
+    assert np.isfinite(table.loc[["training_mean", "linear_model"], column]).all()
     edges = evaluation.effect_size_edges(model_input)
     assert (edges.loc[edges["regulator"] == "REG2", "probability"] == 0).all()
     assert edges.loc[edges["regulator"] == "REG0", "probability"].max() > 0

@@ -104,8 +104,9 @@ def test_figures_and_mlflow_run(tybalt_run):
     )
     assert bundle["metadata"]["best_epoch"] == bundle["metadata"]["weights_epoch"] == 1
     artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert "tybalt.tcga.model" not in artifacts  # stored once, in data/06_models
     assert {
-        "tybalt.tcga.model",
+        "tybalt.tcga.report",
         "tybalt.tcga.latent_maps",
         "tybalt.tcga.activation_distributions",
         "tybalt.tcga.training_curves",

@@ -108,7 +108,8 @@ def test_train_vega_on_a_backed_file_streams_and_matches_training_in_memory(tmp_
     for key, value in in_memory.model.state_dict().items():
         assert torch.equal(streamed.model.state_dict()[key], value), key
     expected = nodes.encode_module_activities(in_memory, adata).obsm["X_vega"]
-    np.testing.assert_array_equal(latent, expected)
+    # Same weights (above); encoded in other batch sizes, so equal up to float rounding.
+    np.testing.assert_allclose(latent, expected, rtol=1e-5, atol=1e-6)
 
 
 def _bf_rows(comparison: str, ln_bf: list[float]) -> pd.DataFrame:

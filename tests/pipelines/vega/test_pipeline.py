@@ -60,8 +60,13 @@ def test_vega_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipe
     }
     assert {f"vega.kang.evidence.{name}" for name in evidence_metrics} <= set(metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
-    assert {"vega.kang.model", "vega.kang.training_curves"} <= artifacts
+    assert {"vega.kang.report", "vega.kang.training_curves"} <= artifacts
+    assert "vega.kang.model" not in artifacts  # stored once, in data/06_models; the run says where
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    assert "06_models" in tags["data_path.output.vega.kang.model"]
+    parent = mlflow.MlflowClient().get_run(tags["mlflow.parentRunId"]).data.tags
+    assert parent["runner"] == "SequentialRunner"
+    assert parent["kedro_command"] == "kedro run --pipelines vega --env test"
     assert tags["dataset"] == "kang" and tags["raw.kang.raw.sha256"] == sha256_of(
         processed_project / tags["raw.kang.raw.path"]
     )

@@ -101,20 +101,32 @@ def build_module_mask(
 
 
 # --- Perturb-seq (GPO-VAE's input) -----------------------------------------------------------
-def preprocess_perturbseq(adata: AnnData, params: dict[str, Any]) -> tuple[AnnData, pd.DataFrame]:
-    """Clean target labels, log-normalise, HVGs plus every perturbed gene, top DE, splits.
+def preprocess_perturbseq(
+    adata: AnnData, params: dict[str, Any], summary_stats: pd.DataFrame | None = None
+) -> tuple[AnnData, pd.DataFrame]:
+    """Clean target labels, GPO-VAE's cell filters, log-normalise, HVGs plus every perturbed
+    gene, top DE, splits.
 
     ``obs["gene"]`` holds the target symbol (controls: ``non-targeting``) and ``obs["split"]``
     the seeded train/validation/test assignment; listed ``held_out_perturbations`` go to test.
+    The strong-perturbation filter needs ``summary_stats`` (Replogle Table S2), which only the
+    full K562/RPE1 screens have.
     """
     from genevae.preprocessing import perturbseq
     from genevae.preprocessing.perturbseq_sources import (
         CONTROL_LABEL,
+        apply_cell_filters,
         standardise_perturbation_labels,
     )
 
     labelled = standardise_perturbation_labels(
         adata, params["perturbation_key"], params["target_gene_key"], params["control_label"]
+    )
+    labelled = apply_cell_filters(
+        labelled,
+        params["cell_filters"],
+        summary_stats,
+        layer="counts" if "counts" in labelled.layers else None,
     )
     normalised = perturbseq.log_normalise(labelled)
     targets = perturbseq.perturbation_targets(normalised.obs, "gene", CONTROL_LABEL)

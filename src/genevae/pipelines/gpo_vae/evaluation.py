@@ -2,7 +2,9 @@
 
 Perturbation prediction (ATE metrics per reference: held-out test cells and, optionally, the
 original all-cells reference) goes through ``score_ate_predictions``, which adds the
-training-mean, pooled-mean and control-mean baselines and the split-half noise ceiling. GRNs
+Ahlmann-Eltze et al. 2025 baselines (no change, mean of the training perturbations, linear
+model), each perturbation's training mean and the split-half noise ceiling, and scores all of
+them with the Systema metrics beside GPO-VAE's own. GRNs
 (the variants' and the model-free effect-size baseline's) go through the CausalBench-style
 statistical evaluation at a matched top-K and a reference network (K562 ChIP-Atlas).
 """
@@ -32,7 +34,8 @@ def ate_table(
 ) -> pd.DataFrame:
     """ATE metrics of ``predictions`` and the baselines, one column block per reference.
 
-    Columns are ``<metric>_<reference>`` (e.g. ``ate_pearson_top20_test``).
+    Columns are ``<metric>_<reference>cells`` (e.g.
+    ``pearson_delta_vs_perturbed_centroid_top20de_testcells``).
     """
     meta = info(model_input)
     blocks = []
@@ -48,8 +51,9 @@ def ate_table(
             top_k=tuple(params["top_k_genes"]),
             seed=params["seed"],
             unseen="pooled",
+            linear_model=params["linear_model"],
         )
-        blocks.append(table.add_suffix(f"_{reference}"))
+        blocks.append(table.add_suffix(f"_{reference}cells"))
     return pd.concat(blocks, axis=1)
 
 

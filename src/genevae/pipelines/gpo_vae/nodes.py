@@ -39,6 +39,8 @@ _INPUT_KEYS = (
     "qc_n_mads",
     "cf_max_cells",
     "seed",
+    "fit_on",
+    "train_split",
 )
 
 
@@ -262,3 +264,18 @@ def _reference(table: pd.DataFrame | None) -> pd.DataFrame:
             "source (or regulator) and target columns."
         )
     return renamed[["regulator", "target"]].astype(str).drop_duplicates()
+
+
+def grn_report(
+    comparison: pd.DataFrame,
+    top_edges: pd.DataFrame,
+    heatmap: bytes,
+    edges_plot: bytes,
+    training: bytes,
+    params: dict[str, Any],
+) -> tuple[str, list[str]]:
+    """The GRN report (HTML) and its headline lines, from the full model's outputs."""
+    from genevae.reporting.model_reports import gpo_vae_report
+
+    figures = {"heatmap": heatmap, "edges": edges_plot, "training": training}
+    return gpo_vae_report(comparison, top_edges, figures, parameters=params)

@@ -111,8 +111,22 @@ def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
         outputs=[f"gpo_vae.{name}.comparison@saved", f"gpo_vae.{name}.comparison_metrics"],
         name="compare_predictors",
     )
+    full = f"gpo_vae.{name}.full"
+    report = Node(
+        nodes.grn_report,
+        inputs=[
+            f"gpo_vae.{name}.comparison@saved",
+            f"{full}.top_edges",
+            f"{full}.grn_heatmap",
+            f"{full}.top_edges_plot",
+            f"{full}.training_curves",
+            "params:gpo_vae.evaluation",
+        ],
+        outputs=[f"gpo_vae.{name}.report", f"gpo_vae.{name}.headline"],
+        name="report",
+    )
     variants = [node for variant in VARIANTS for node in _variant(name, variant).nodes]
-    return [build, *variants, compare]
+    return [build, *variants, compare, report]
 
 
 def create_pipeline(registry: Registry | None = None, **kwargs: Any) -> Pipeline:

@@ -298,3 +298,18 @@ def _decode(bundle: ModelBundle, z: np.ndarray, index: pd.Index) -> pd.DataFrame
     with torch.no_grad():
         profiles = bundle.model.decode(torch.as_tensor(z, dtype=torch.float32, device=device))
     return pd.DataFrame(profiles.cpu().numpy(), index=index, columns=bundle.gene_names)
+
+
+def latent_report(
+    node_activity: pd.DataFrame,
+    high_weight_genes: pd.DataFrame,
+    latent_maps: dict[str, bytes],
+    activations: bytes,
+    training: bytes,
+    params: dict[str, Any],
+) -> tuple[str, list[str]]:
+    """The latent report (HTML) and its headline lines, from this pipeline's outputs."""
+    from genevae.reporting.model_reports import tybalt_report
+
+    figures = {"maps": latent_maps, "activations": activations, "training": training}
+    return tybalt_report(node_activity, high_weight_genes, figures, parameters=params)

@@ -101,6 +101,19 @@ def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
             outputs=f"{out}.interpolation",
             name="decode_tybalt_interpolation",
         ),
+        Node(
+            nodes.latent_report,
+            inputs=[
+                f"{out}.node_activity",
+                f"{out}.high_weight_genes",
+                f"{out}.latent_maps",
+                f"{out}.activation_distributions",
+                f"{out}.training_curves",
+                "params:tybalt.analysis",
+            ],
+            outputs=[f"{out}.report", f"{out}.headline"],
+            name="write_tybalt_report",
+        ),
     ]
 
 

@@ -308,7 +308,8 @@ def top_genes_table(weights: pd.DataFrame, params: dict[str, Any]) -> pd.DataFra
 
 
 def volcano_figures(bf_table: pd.DataFrame, params: dict[str, Any]) -> dict[str, Figure]:
-    """One ln BF vs mean-difference volcano per comparison."""
+    """One ln BF vs mean-difference volcano per comparison (saturated modules marked)."""
+    from genevae.analysis.bayes_factor import LN_BF_CAP
     from genevae.plotting.modules import volcano
 
     thresholds = params["bayes_factor"]
@@ -318,6 +319,7 @@ def volcano_figures(bf_table: pd.DataFrame, params: dict[str, Any]) -> dict[str,
             thresholds["ln_bf_threshold"],
             thresholds["mean_diff_threshold"],
             title=f"VEGA differential activity, {name}",
+            ln_bf_cap=LN_BF_CAP,
         )
         for name, table in bf_table.groupby("comparison", sort=False)
     }
@@ -393,6 +395,33 @@ def gsea_comparison(
     )
     table.insert(0, "comparison", comparison_name(contrast))
     return table, gsea_vs_bayes_factor(table)
+
+
+def bayes_factor_report(
+    bf_table: pd.DataFrame,
+    top_genes: pd.DataFrame,
+    gsea_table: pd.DataFrame,
+    volcano: dict[str, bytes],
+    gsea_scatter: bytes,
+    latent_maps: dict[str, bytes],
+    activity: dict[str, bytes],
+    training: bytes,
+    params: dict[str, Any],
+) -> tuple[str, list[str]]:
+    """The Bayes-factor report (HTML) and its headline lines, from this pipeline's outputs."""
+    from genevae.analysis.bayes_factor import LN_BF_CAP
+    from genevae.reporting.model_reports import vega_report
+
+    figures = {
+        "volcano": volcano,
+        "gsea": gsea_scatter,
+        "umap": latent_maps,
+        "activity": activity,
+        "training": training,
+    }
+    return vega_report(
+        bf_table, top_genes, gsea_table, figures, ln_bf_cap=LN_BF_CAP, parameters=params
+    )
 
 
 def bayes_factor_replicates(

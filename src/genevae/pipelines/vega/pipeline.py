@@ -104,6 +104,22 @@ def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
             outputs=f"{out}.training_curves",
             name="training_curves",
         ),
+        Node(
+            nodes.bayes_factor_report,
+            inputs=[
+                f"{out}.differential_activity@saved",
+                f"{out}.top_module_genes",
+                f"{out}.gsea_comparison@saved",
+                f"{out}.volcano_plots",
+                f"{out}.gsea_scatter",
+                f"{out}.latent_maps",
+                f"{out}.activity_plots",
+                f"{out}.training_curves",
+                "params:vega.analysis",
+            ],
+            outputs=[f"{out}.report", f"{out}.headline"],
+            name="report",
+        ),
     ]
 
 

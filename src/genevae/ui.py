@@ -113,7 +113,8 @@ def _announce(args: argparse.Namespace, project: Path) -> Callable[[subprocess.P
     return announce
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Which UI, where it listens (127.0.0.1 unless told otherwise) and on which port."""
     parser = argparse.ArgumentParser(
         prog="python -m genevae.ui", description=__doc__.split("\n")[0]
     )
@@ -123,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="MLflow UI workers")
     args = parser.parse_args(argv)
     args.port = args.port or (4141 if args.ui == "viz" else 5000)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     project = Path.cwd()
     return run_in_group(_command(args, project), _announce(args, project))
 

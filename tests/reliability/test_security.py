@@ -84,14 +84,19 @@ def test_resume_refuses_a_planted_pickle_checkpoint(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- servers
 
 
-@pytest.mark.parametrize("program", ["kedro viz run", "mlflow ui"])
-def test_makefile_servers_bind_localhost(program: str) -> None:
-    commands = _makefile_commands(program.split()[0])
-    served = [c for c in commands if program in c]
-    assert served, f"no Makefile target runs {program!r}"
+@pytest.mark.parametrize("ui", ["viz", "mlflow"])
+def test_makefile_servers_bind_localhost(ui: str) -> None:
+    """`make viz` / `make mlflow-ui` start the servers through genevae.ui on 127.0.0.1."""
+    from genevae.ui import _command, parse_args
+
+    commands = _makefile_commands("genevae.ui")
+    served = [c for c in commands if f"genevae.ui {ui}" in c]
+    assert served, f"no Makefile target runs genevae.ui {ui!r}"
     for command in served:
         assert re.search(r"--host[ =]127\.0\.0\.1\b", command), command
     assert not any("0.0.0.0" in c for c in commands)
+    server = _command(parse_args([ui]), PROJECT_ROOT)  # the default the module passes on
+    assert server[server.index("--host") + 1] == "127.0.0.1"
 
 
 def test_mlflow_ui_host_is_localhost_in_every_environment() -> None:

@@ -9,9 +9,15 @@ template (``kang.processed``, ``vega.kang.model``), so they are not prefixed aga
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from kedro.pipeline import Node, Pipeline
+
+if TYPE_CHECKING:
+    from genevae.registry import Registry
+
+NodeTemplate = Callable[[str, Mapping[str, Any]], list[Node]]
 
 
 def instantiate(pipeline: str, dataset: str, node_list: Iterable[Node]) -> Pipeline:
@@ -30,4 +36,21 @@ def instantiate(pipeline: str, dataset: str, node_list: Iterable[Node]) -> Pipel
         prefix_datasets_with_namespace=False,
         parameters={name: f"{prefix}.{dataset}{name[len(prefix) :]}" for name in used},
         tags=[pipeline, dataset],
+    )
+
+
+def per_dataset(
+    pipeline: str, kind: str | None, template: NodeTemplate, registry: Registry | None = None
+) -> Pipeline:
+    """``template`` instantiated for every registered dataset of ``kind`` (all kinds: None).
+
+    Without ``registry``, the one of the run being set up (genevae.config).
+    """
+    from genevae.config import current_registry
+
+    registry = registry or current_registry()
+    names = registry.of_kind(kind) if kind is not None else list(registry.datasets)
+    return sum(
+        (instantiate(pipeline, name, template(name, registry.datasets[name])) for name in names),
+        Pipeline([]),
     )

@@ -15,7 +15,7 @@ from typing import Any
 from kedro.pipeline import Node, Pipeline
 
 from genevae.pipelines.data_processing import nodes
-from genevae.pipelines.templates import instantiate
+from genevae.pipelines.templates import per_dataset
 from genevae.registry import Registry
 
 
@@ -102,16 +102,10 @@ def _bulk(name: str, entry: Mapping[str, Any]) -> list[Node]:
 TEMPLATES = {"scrna": _scrna, "perturbseq": _perturbseq, "bulk": _bulk}
 
 
-def dataset_pipeline(name: str, entry: Mapping[str, Any]) -> Pipeline:
-    """``data_processing.<name>``: the kind's template with this dataset's names."""
-    return instantiate("data_processing", name, TEMPLATES[entry["kind"]](name, entry))
+def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
+    return TEMPLATES[entry["kind"]](name, entry)
 
 
 def create_pipeline(registry: Registry | None = None, **kwargs: Any) -> Pipeline:
-    from genevae.config import current_registry
-
-    registry = registry or current_registry()
-    return sum(
-        (dataset_pipeline(name, entry) for name, entry in registry.datasets.items()),
-        Pipeline([]),
-    )
+    """``data_processing.<name>`` for every registered dataset, with its kind's template."""
+    return per_dataset("data_processing", None, _nodes, registry)

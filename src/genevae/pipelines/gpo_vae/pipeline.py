@@ -16,7 +16,7 @@ from typing import Any
 from kedro.pipeline import Node, Pipeline
 
 from genevae.pipelines.gpo_vae import nodes
-from genevae.pipelines.templates import instantiate
+from genevae.pipelines.templates import per_dataset
 from genevae.registry import Registry
 
 # variant → row name in the comparison table
@@ -130,13 +130,4 @@ def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
 
 
 def create_pipeline(registry: Registry | None = None, **kwargs: Any) -> Pipeline:
-    from genevae.config import current_registry
-
-    registry = registry or current_registry()
-    return sum(
-        (
-            instantiate("gpo_vae", name, _nodes(name, registry.datasets[name]))
-            for name in registry.of_kind("perturbseq")
-        ),
-        Pipeline([]),
-    )
+    return per_dataset("gpo_vae", "perturbseq", _nodes, registry)

@@ -11,7 +11,7 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
-from genevae.pipelines.templates import instantiate
+from genevae.pipelines.templates import per_dataset
 from genevae.pipelines.tybalt import nodes
 from genevae.registry import Registry
 
@@ -118,13 +118,4 @@ def _nodes(name: str, entry: Mapping[str, Any]) -> list[Node]:
 
 
 def create_pipeline(registry: Registry | None = None, **kwargs: Any) -> Pipeline:
-    from genevae.config import current_registry
-
-    registry = registry or current_registry()
-    return sum(
-        (
-            instantiate("tybalt", name, _nodes(name, registry.datasets[name]))
-            for name in registry.of_kind("bulk")
-        ),
-        Pipeline([]),
-    )
+    return per_dataset("tybalt", "bulk", _nodes, registry)

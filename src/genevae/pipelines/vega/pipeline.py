@@ -13,7 +13,7 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
-from genevae.pipelines.templates import instantiate
+from genevae.pipelines.templates import per_dataset
 from genevae.pipelines.vega import nodes
 from genevae.registry import Registry
 
@@ -159,13 +159,4 @@ def _evidence_nodes(out: str, processed: str) -> list[Node]:
 
 
 def create_pipeline(registry: Registry | None = None, **kwargs: Any) -> Pipeline:
-    from genevae.config import current_registry
-
-    registry = registry or current_registry()
-    return sum(
-        (
-            instantiate("vega", name, _nodes(name, registry.datasets[name]))
-            for name in registry.of_kind("scrna")
-        ),
-        Pipeline([]),
-    )
+    return per_dataset("vega", "scrna", _nodes, registry)

@@ -32,6 +32,20 @@ DATA_LAYERS = (
 )
 
 
+def empty_project(root: Path) -> Path:
+    """``root`` as a project: pyproject, the repository's conf (an empty conf/local), data layers.
+
+    The package itself is installed (editable) in the venv, so ``src`` stays empty.
+    """
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "src").mkdir()
+    for layer in DATA_LAYERS:
+        (root / "data" / layer).mkdir(parents=True)
+    return root
+
+
 @pytest.fixture(scope="session")
 def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A project folder with the repository's conf and the raw data fetched from the mirror.
@@ -41,13 +55,7 @@ def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()  # the package itself is installed (editable) in the venv
-    for layer in DATA_LAYERS:
-        (root / "data" / layer).mkdir(parents=True)
+    root = empty_project(tmp_path_factory.mktemp("project"))
     fetch_all(raw_dir=root / "data" / "01_raw", mirror=SHARED_DATA, progress=False)
     previous = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI",)}
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"

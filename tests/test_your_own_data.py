@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from genevae.datasets.fetch import fetch_all, sha256_of
 from tests.conftest import PROJECT_ROOT, SHARED_DATA
+from tests.project import empty_project
 
 GUIDE = PROJECT_ROOT / "docs" / "your_own_data.md"
 WALKTHROUGH = "## Walk-through"
@@ -33,11 +33,7 @@ def user_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh project copy with the guide's file made and its YAML block in conf/local."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
-    root = tmp_path_factory.mktemp("user_project")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()  # the package itself is installed (editable) in the venv
+    root = empty_project(tmp_path_factory.mktemp("user_project"))
     fetch_all(raw_dir=root / "data" / "01_raw", mirror=SHARED_DATA, progress=False)
     (script,) = _blocks("python")
     subprocess.run([sys.executable, "-c", script], cwd=root, check=True)

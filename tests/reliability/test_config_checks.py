@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import resource
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,8 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import PROJECT_ROOT
-from tests.project import DATA_LAYERS
+from tests.project import empty_project
 
 KEDRO = Path(sys.executable).parent / "kedro"
 RAW = "data/01_raw"
@@ -133,14 +131,7 @@ def _write_masks(data: Path) -> None:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(
-        PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local")
-    )
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()
-    for layer in DATA_LAYERS:
-        (tmp_path / "data" / layer).mkdir(parents=True)
+    empty_project(tmp_path)
     _write_kang_stand_in(tmp_path / KANG)
     for gmt in GMTS:
         (tmp_path / RAW / gmt).write_text("SET\tna\tG1\tG2\n")

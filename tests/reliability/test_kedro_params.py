@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from kedro.io.core import Version
 
 from genevae.datasets.anndata_dataset import AnnDataDataset
 from tests.conftest import PROJECT_ROOT
-from tests.project import DATA_LAYERS
+from tests.project import empty_project
 from tests.reliability.tiny import tiny_mask, tiny_modules
 
 VERSION = "2026-01-01T00.00.00.000Z"
@@ -36,14 +35,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(
-        PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local")
-    )
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()
-    for layer in DATA_LAYERS:
-        (tmp_path / "data" / layer).mkdir(parents=True)
+    empty_project(tmp_path)
     synthetic = tiny_modules()
     processed = tmp_path / "data" / "03_primary" / "kang" / "processed.h5ad"
     AnnDataDataset(filepath=str(processed), version=Version(None, VERSION)).save(synthetic.adata)

@@ -165,7 +165,8 @@ def _kedro_run(project: Path, case: Case) -> tuple[subprocess.CompletedProcess, 
     return run, time.perf_counter() - started, cpu
 
 
-@pytest.mark.slow  # one `kedro run` per case: ~5 s of CPU each (kedro and mlflow start-up)
+# In the default suite (issue #13's acceptance table): one `kedro run` per case, ~5 s of CPU
+# each (kedro and mlflow start-up), about a minute in all on two free cores.
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_a_bad_configuration_stops_the_run_before_any_node(project: Path, case: Case) -> None:
     if case.datasets_yml:

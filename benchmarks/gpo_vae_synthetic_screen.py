@@ -39,7 +39,8 @@ def _parameters() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def comparison(seed: int) -> pd.DataFrame:
-    """``gpo_vae_comparison`` of the three variants and the baselines for one training seed."""
+    """The comparison table (as ``gpo_vae.<dataset>.comparison``) of the three variants and
+    the baselines for one training seed."""
     gpo, bench = _parameters()
     screen = make_perturbseq_from_grn(n_cells_per_group=CELLS_PER_GROUP, seed=0, **bench["screen"])
     adata = screen.adata

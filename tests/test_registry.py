@@ -3,6 +3,7 @@ layering (conf/local under every env) and the per-dataset pipelines built from i
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -138,8 +139,8 @@ def test_conf_local_applies_under_another_env_and_adds_datasets(tmp_path):
 
 
 def test_pipelines_are_instantiated_per_dataset_and_lineage_reaches_the_report():
-    registry = GenevaeConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS).registry()
-    registry.datasets["cells"] = CELLS
+    shipped = GenevaeConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS).registry()
+    registry = dataclasses.replace(shipped, datasets={**shipped.datasets, "cells": CELLS})
     processing, model = data_processing(registry), vega(registry)
     assert {n.namespace for n in processing.nodes} >= {"data_processing.kang",
                                                        "data_processing.cells"}  # fmt: skip

@@ -31,6 +31,7 @@ class GenevaeConfigLoader(OmegaConfigLoader):
     def __init__(self, conf_source: str, *args: Any, **kwargs: Any) -> None:
         global _latest
         super().__init__(conf_source, *args, **kwargs)
+        self._registry: Registry | None = None
         _latest = self
 
     def _read_raw_config(self, key: str) -> tuple[dict, dict, str, str, set]:
@@ -53,8 +54,14 @@ class GenevaeConfigLoader(OmegaConfigLoader):
         return config
 
     def registry(self) -> Registry:
-        """The merged dataset registry of this loader's conf folder and environment."""
-        return Registry.from_config(super().__getitem__("datasets"))
+        """The merged dataset registry of this loader's conf folder and environment.
+
+        Read once per loader: the parameters, the catalog, every pipeline and the per-node
+        MLflow hook ask for it, and the files do not change during a run.
+        """
+        if self._registry is None:
+            self._registry = Registry.from_config(super().__getitem__("datasets"))
+        return self._registry
 
 
 def current_registry() -> Registry:

@@ -184,8 +184,7 @@ class RunContextHook:
     @hook_impl(trylast=True)  # after kedro-mlflow has started the run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:
         self._started = time.monotonic()
-        self._headlines, self._reports, self._run = [], [], None
-        self._report_runs: list[str | None] = []
+        self._headlines, self._reports, self._report_runs, self._run = [], [], [], None
         self._n_nodes, self._n_done = len(pipeline.nodes), 0
         if not _active_run():
             return
@@ -385,22 +384,16 @@ class DatasetRunCloser:
 def _dataset_run_key(namespace: str | None) -> str | None:
     """``vega.kang`` for a node of ``vega.kang`` or ``gpo_vae.adamson.full``, else None."""
     from genevae.config import current_registry
+    from genevae.registry import MODEL_PIPELINE
 
     parts = (namespace or "").split(".")
-    if len(parts) < 2 or parts[0] not in _DATASET_PIPELINES:
+    if len(parts) < 2 or parts[0] not in ("data_processing", *MODEL_PIPELINE.values()):
         return None
     return f"{parts[0]}.{parts[1]}" if parts[1] in current_registry().datasets else None
 
 
-_DATASET_PIPELINES = ("data_processing", "vega", "tybalt", "gpo_vae")
+def _flat_params(params: dict[str, Any]) -> dict[str, str]:
+    """Dotted keys and text values of at most 500 characters (MLflow's limits)."""
+    from genevae.registry import flatten
 
-
-def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat |= _flat_params(value, f"{name}.")
-        else:
-            flat[name] = str(value)[:500]
-    return flat
+    return {key: str(value)[:500] for key, value in flatten(params).items()}

@@ -209,3 +209,14 @@ def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 merged[key] = copy.deepcopy(value)
     return merged
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``{"a": {"b": 1}}`` → ``{"a.b": 1}``), e.g. for MLflow."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -39,6 +39,7 @@ import optuna
 import pandas as pd
 
 from genevae.errors import GenevaeInputError
+from genevae.registry import flatten
 
 logger = logging.getLogger(__name__)
 
@@ -244,16 +245,6 @@ def _experiment_id(context: Any) -> str:
     return mlflow.get_experiment_by_name(name).experiment_id
 
 
-def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def objective_function(
     target: SweepTarget,
     data: Any,
@@ -289,7 +280,7 @@ def objective_function(
             tags=run_tags,
         ) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
-            mlflow.log_params(_flat({key: params[key] for key in target.sections}))
+            mlflow.log_params(flatten({key: params[key] for key in target.sections}))
             history = target.train(data, params)
             value = final_validation_objective(history, settings.objective)
             mlflow.log_metric(f"objective_val_{settings.objective}", value)

@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from genevae.analysis.labels import as_label
+from genevae.analysis.comparisons import as_label
 from genevae.errors import GenevaeInputError
 
 Mode = Literal["vanilla", "change"]

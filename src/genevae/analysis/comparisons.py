@@ -1,7 +1,9 @@
-"""How a configured comparison (``{name?, groupby, group1, group2?, cell_types?}``) is named.
+"""Configured comparisons (``{name?, groupby, group1, group2?, cell_types?}``): their labels
+and names.
 
-Shared by the vega pipeline (table and figure names) and the configuration checks (a GSEA
-contrast must name one of the comparisons), so both always agree.
+Shared by the vega pipeline (table and figure names), the Bayes factors and GSEA (which cells
+a label selects) and the configuration checks (a GSEA contrast must name one of the
+comparisons), so all of them agree.
 """
 
 from __future__ import annotations
@@ -9,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from genevae.analysis.labels import as_label
+
+def as_label(group: object) -> str | None:
+    """``"1"`` for a configured ``1`` (YAML reads it as a number), None stays None: labels
+    compare as text, as obs labels do."""
+    return None if group is None else str(group)
 
 
 def comparison_name(comparison: Mapping[str, Any]) -> str:

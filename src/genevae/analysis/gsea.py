@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 
-from genevae.analysis.labels import as_label
+from genevae.analysis.comparisons import as_label
 from genevae.errors import GenevaeInputError
 
 NEG_LOG10_FDR_CAP = 5.0  # −log10(FDR = 0) is plotted at 5, as the paper

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genevae.analysis.comparisons import comparison_name
 from genevae.errors import GenevaeInputError
 from genevae.pipelines.evaluation.adapters import gene_sets_of
 from genevae.pipelines.evaluation.datasets import Loaded
@@ -21,7 +22,6 @@ from genevae.pipelines.evaluation.parts import (
     metric_rows,
     section_part,
 )
-from genevae.pipelines.vega.nodes import comparison_name
 from genevae.reporting.sections import ReportSection, TableBlock
 
 if TYPE_CHECKING:

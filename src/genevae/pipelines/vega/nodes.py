@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from genevae.analysis.comparisons import comparison_name
-from genevae.analysis.labels import as_label
+from genevae.analysis.comparisons import as_label, comparison_name
 from genevae.analysis.modules import top_module_genes
 from genevae.datasets.model_bundle import ModelBundle
 from genevae.errors import GenevaeInputError

@@ -20,19 +20,11 @@ from genevae.registry import MODEL_PIPELINE, Registry
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.browser import Server, browse, text_of
 from tests.e2e.fixtures import all_pipelines
+from tests.project import DATA_LAYERS
 
 # Numbered like the data folders: kedro-viz orders layers that the data flow leaves unordered
 # (e.g. the free inputs of a single pipeline) alphabetically.
-LAYERS = (
-    "01_raw",
-    "02_intermediate",
-    "03_primary",
-    "04_feature",
-    "05_model_input",
-    "06_models",
-    "07_model_output",
-    "08_reporting",
-)
+LAYERS = DATA_LAYERS
 # Types that hold no file of their own (metrics go to MLflow, memory stays in memory).
 # OptionalDataset entries are "@optional" views of a file another entry (with a layer) owns.
 UNLAYERED_TYPES = (

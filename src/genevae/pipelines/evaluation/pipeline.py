@@ -202,21 +202,17 @@ def _model_sections(registry: Registry) -> list[Pipeline]:
     }
     sections = []
     if "vega" in first:
-        kang = first["vega"]
-        outputs = ("model", "module_activities", "differential_activity", "gsea_comparison")
+        cells = first["vega"]
         vega = {
-            local: f"vega.{kang}.{output}@optional"
-            for local, output in zip(
-                ("model", "encoded", "differential_activity", "gsea_comparison"),
-                outputs,
-                strict=True,
-            )
+            "model": f"vega.{cells}.model@optional",
+            "encoded": f"vega.{cells}.module_activities@optional",
+            "differential_activity": f"vega.{cells}.differential_activity@optional",
+            "gsea_comparison": f"vega.{cells}.gsea_comparison@optional",
         }
-        sections.append(
-            latent_model_pipeline("vega", vega, analysis=f"params:vega.{kang}.analysis")
-        )
-        collections = list(registry.datasets[kang].get("gene_sets") or [])
-        sections.append(generalisation_pipeline(kang, collections))
+        analysis = f"params:vega.{cells}.analysis"
+        sections.append(latent_model_pipeline("vega", vega, analysis=analysis))
+        collections = list(registry.datasets[cells].get("gene_sets") or [])
+        sections.append(generalisation_pipeline(cells, collections))
     if "tybalt" in first:
         bulk = first["tybalt"]
         tybalt = {

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 
 from genevae.analysis.latent import high_weight_genes, knn_label_accuracy
 from genevae.errors import GenevaeInputError
@@ -175,9 +175,9 @@ def _constant_model(
     """A model whose encoder ignores x (zero kernels, eval-mode BatchNorm) and decoder is constant."""
     model = Tybalt(n_genes=4, latent_dim=3, logvar_activation=logvar_activation)
     with torch.no_grad():
-        for branch, shift in ((model.mean_branch, mean_shift), (model.logvar_branch, logvar_shift)):
-            branch[0].weight.zero_()
-            branch[1].bias.fill_(shift)
+        model.encoder[0].weight.zero_()
+        model.encoder[1].bias[:3].fill_(mean_shift)
+        model.encoder[1].bias[3:].fill_(logvar_shift)
         model.decoder.weight.zero_()
         model.decoder.bias.fill_(decoder_bias)
     model.on_epoch_start(1)
@@ -231,13 +231,85 @@ def test_config_rebuilds_model_and_weights_round_trip(tmp_path):
 def test_glorot_uniform_init_and_keras_batchnorm():
     model = Tybalt(n_genes=300, latent_dim=20)
     bound = math.sqrt(6 / (300 + 20))
-    kernel = model.mean_branch[0].weight
-    assert kernel.abs().max() <= bound
-    assert kernel.abs().max() > 0.9 * bound
+    for kernel in model.encoder[0].weight.split(20):  # the means' and the log-variances' branch
+        assert kernel.abs().max() <= bound
+        assert kernel.abs().max() > 0.9 * bound
     assert (model.decoder.bias == 0).all()
-    norm = model.logvar_branch[1]
+    norm = model.encoder[1]
     assert norm.momentum == pytest.approx(0.01)
     assert norm.eps == pytest.approx(1e-3)
+
+
+def _two_branch_weights(seed: int, n_genes: int, latent: int) -> list[torch.Tensor]:
+    """The weights genevae drew before the joint encoder: two glorot Dense layers, then the decoder."""
+    torch.manual_seed(seed)
+    weights = []
+    for n_in, n_out in ((n_genes, latent), (n_genes, latent), (latent, n_genes)):
+        layer = torch.nn.Linear(n_in, n_out)
+        torch.nn.init.xavier_uniform_(layer.weight)
+        weights.append(layer.weight.detach())
+    return weights
+
+
+def _two_branch_loss(model: Tybalt, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The loss as written before (two Dense → BatchNorm branches, clamp then torch's BCE)."""
+    dense, norm = model.encoder
+    branches = []
+    for rows in (slice(0, LATENT), slice(LATENT, 2 * LATENT)):
+        hidden = torch.nn.functional.linear(x, dense.weight[rows], dense.bias[rows])
+        branches.append(
+            torch.nn.functional.batch_norm(
+                hidden, None, None, norm.weight[rows], norm.bias[rows], True, 0.0, norm.eps
+            )
+        )
+    mean, logvar = torch.relu(branches[0]), torch.relu(branches[1])
+    z = mean + torch.exp(0.5 * logvar) * noise
+    bound = math.log((1 - 1e-7) / 1e-7)
+    logits = model.decoder(z).clamp(-bound, bound)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(1)
+    return (bce.sum(1) + model.beta * kl).mean()
+
+
+def test_joint_encoder_keeps_the_two_branch_init_loss_and_gradients():
+    expected = _two_branch_weights(3, N_GENES, LATENT)
+    torch.manual_seed(3)
+    model = Tybalt(n_genes=N_GENES, latent_dim=LATENT)
+    torch.testing.assert_close(model.encoder[0].weight, torch.cat(expected[:2]), rtol=0, atol=0)
+    torch.testing.assert_close(model.decoder.weight, expected[2], rtol=0, atol=0)
+    with torch.no_grad():  # decoder logits beyond the clamp bound, so the clamp's gradient counts
+        model.decoder.bias[:20] = 30.0
+        model.decoder.bias[20:40] = -30.0
+    model.on_epoch_start(1)
+    x = torch.rand(16, N_GENES)
+    x[:, :5] = 0.0
+    torch.manual_seed(7)
+    loss = model.loss({"x": x})["loss"]
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    noise = torch.randn(16, LATENT, generator=torch.Generator().manual_seed(7))
+    reference = _two_branch_loss(model, x, noise)
+    expected_grads = torch.autograd.grad(reference, list(model.parameters()))
+    torch.testing.assert_close(loss, reference, rtol=1e-6, atol=0)
+    for grad, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, want, rtol=1e-5, atol=1e-6)
+    assert grads[-1][:20].abs().max() == 0  # clamped logits pass no gradient
+
+
+def test_weights_saved_with_two_branches_still_load(tmp_path):
+    torch.manual_seed(0)
+    model = Tybalt(n_genes=12, latent_dim=4).eval()
+    model.encoder[1].running_mean.uniform_()
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    old = {key: value for key, value in state.items() if not key.startswith("encoder.")}
+    for branch, rows in (("mean_branch", slice(0, 4)), ("logvar_branch", slice(4, 8))):
+        for key in ("0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var"):
+            old[f"{branch}.{key}"] = state[f"encoder.{key}"][rows].clone()
+        old[f"{branch}.1.num_batches_tracked"] = state["encoder.1.num_batches_tracked"].clone()
+    save_file(old, str(tmp_path / "old.safetensors"))
+    restored = Tybalt(n_genes=12, latent_dim=4)
+    load_model(restored, str(tmp_path / "old.safetensors"), strict=True)
+    x = torch.rand(5, 12)
+    torch.testing.assert_close(restored.eval().encode({"x": x}), model.encode({"x": x}))
 
 
 @pytest.mark.parametrize(

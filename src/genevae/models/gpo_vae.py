@@ -67,6 +67,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.distributions import NegativeBinomial, Normal, kl_divergence
 from torch.nn import functional as F
 
@@ -156,24 +157,76 @@ def _standard_normal_log_prob(value: torch.Tensor) -> torch.Tensor:
     return -0.5 * value**2 - 0.5 * math.log(2 * math.pi)
 
 
+class _SoftmaxNegativeBinomial(torch.autograd.Function):
+    """Σ over genes of θ·logσ(−l) + x·logσ(l), l = log(library·softmax(logits) + 1e-4) − log θ.
+
+    The particle-dependent part of the NB log-likelihood, straight from the decoder's logits,
+    with the derivatives written out: with μ = library·softmax(logits) + 1e-4,
+    ∂/∂μ = θ(x − μ)/(μ(μ + θ)) and ∂/∂log θ = −θ(softplus(l) + (x − μ)/(μ + θ)). Autograd
+    through softmax, log, logsigmoid and the products makes about twice as many passes over
+    particles × cells × genes (and as many temporaries); the sums over genes and over
+    particles × cells are matrix products here (einsum), which write no temporary.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        library: torch.Tensor,
+        counts: torch.Tensor,
+        log_concentration: torch.Tensor,
+    ) -> torch.Tensor:
+        proportions = torch.softmax(logits, dim=-1)
+        mean = torch.mul(proportions, library).add_(_MEAN_EPS)
+        log_ratio = torch.log(mean).sub_(log_concentration)
+        softplus = F.softplus(log_ratio)  # −logσ(−l)
+        # logσ(l) as softplus with β = −1: one pass, no buffer (torch's logsigmoid writes two)
+        log_sigmoid = F.softplus(log_ratio, beta=-1.0)
+        concentration = torch.exp(log_concentration)
+        ctx.save_for_backward(proportions, mean, softplus, library, counts, concentration)
+        return torch.einsum("...cg,cg->...c", log_sigmoid, counts) - torch.einsum(
+            "...cg,g->...c", softplus, concentration
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, Any]:
+        proportions, mean, softplus, library, counts, concentration = ctx.saved_tensors
+        residual = torch.sub(counts, mean).div_(mean + concentration)  # (x − μ)/(μ + θ)
+        grad_log_concentration = None
+        if ctx.needs_input_grad[3]:
+            weighted = torch.einsum("...c,...cg->g", grad, softplus) + torch.einsum(
+                "...c,...cg->g", grad, residual
+            )
+            grad_log_concentration = -concentration * weighted
+        # ∂/∂proportions = library·θ(x − μ)/(μ(μ + θ))·grad, then softmax's backward
+        grad_p = residual.mul_(concentration).div_(mean).mul_(grad.unsqueeze(-1) * library)
+        inner = torch.einsum("...g,...g->...", grad_p, proportions).unsqueeze(-1)
+        return grad_p.sub_(inner).mul_(proportions), None, None, grad_log_concentration
+
+
 def _negative_binomial_log_likelihood(
-    counts: torch.Tensor, mean: torch.Tensor, log_concentration: torch.Tensor
+    counts: torch.Tensor,
+    library: torch.Tensor,
+    logits: torch.Tensor,
+    log_concentration: torch.Tensor,
 ) -> torch.Tensor:
-    """Σ over genes of log NB(counts | mean + 1e-4, concentration θ = exp(log_concentration)).
+    """Σ over genes of log NB(counts | mean + 1e-4, concentration θ = exp(log_concentration)),
+    mean = library · softmax(logits).
 
     Equals ``NegativeBinomial(total_count=θ, logits=log(mean + 1e-4) − log θ).log_prob(counts)
     .sum(-1)`` in value and gradient, but torch broadcasts θ to particles × cells × genes, so the
     particle-independent lgamma(x + θ) − lgamma(θ) − lgamma(x + 1) (and its digamma backward)
     would run once per particle. Here it runs once per cell × gene (lgamma(θ) once per gene);
-    only θ·logσ(−l) + x·logσ(l), l = log(mean + 1e-4) − log θ, is computed per particle.
-    counts: cells × genes; mean: (particles ×) cells × genes; log_concentration: genes. θ > 0
-    is assumed (torch's special case θ = x = 0 needs θ to underflow).
+    only the μ-dependent part (:class:`_SoftmaxNegativeBinomial`) is computed per particle.
+    counts: cells × genes; library: cells × 1; logits: (particles ×) cells × genes;
+    log_concentration: genes. θ > 0 is assumed (torch's special case θ = x = 0 needs θ to
+    underflow).
     """
+    per_particle = _SoftmaxNegativeBinomial.apply(logits, library, counts, log_concentration)
     concentration = torch.exp(log_concentration)
-    logits = torch.log(mean + _MEAN_EPS) - log_concentration
-    per_particle = concentration * F.logsigmoid(-logits) + counts * F.logsigmoid(logits)
     log_binomial = torch.lgamma(counts + concentration) - torch.lgamma(counts + 1.0)
-    return per_particle.sum(-1) + log_binomial.sum(-1) - torch.lgamma(concentration).sum(-1)
+    return per_particle + log_binomial.sum(-1) - torch.lgamma(concentration).sum(-1)
 
 
 def _bernoulli_log_prob(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -417,12 +470,18 @@ class GPOVAE(GenerativeModel):
         return self.basal_encoder(standardized, offset, artifact_offset)
 
     # ------------------------------------------------------------------ the generative model
+    def _decoder_logits(
+        self, z: torch.Tensor, offset: torch.Tensor, artifact_offset: torch.Tensor | None
+    ) -> torch.Tensor:
+        """f([z ‖ d(E⊙M) ‖ artifact offset]): the logits of each gene's expected share."""
+        parts = [z, offset] if artifact_offset is None else [z, offset, artifact_offset]
+        return self.decoder_output(self.decoder(*parts))
+
     def _decode_proportions(
         self, z: torch.Tensor, offset: torch.Tensor, artifact_offset: torch.Tensor | None
     ) -> torch.Tensor:
-        """softmax(f([z ‖ d(E⊙M) ‖ artifact offset])): expected share of each gene."""
-        parts = [z, offset] if artifact_offset is None else [z, offset, artifact_offset]
-        return torch.softmax(self.decoder_output(self.decoder(*parts)), dim=-1)
+        """softmax of :meth:`_decoder_logits`: expected share of each gene."""
+        return torch.softmax(self._decoder_logits(z, offset, artifact_offset), dim=-1)
 
     def _count_distribution(self, mean: torch.Tensor) -> NegativeBinomial:
         """NB with the given mean (+1e-4) and per-gene concentration exp(θ)."""
@@ -585,9 +644,11 @@ class GPOVAE(GenerativeModel):
         artifact_offset = self._artifact_offset(qc, latents)
         q_z = self._basal_posterior(batch["counts"], offset, artifact_offset)
         z = q_z.rsample()
-        mean = batch["library"] * self._decode_proportions(z, offset, artifact_offset)
         log_likelihood = _negative_binomial_log_likelihood(
-            batch["counts"], mean, self.log_concentration
+            batch["counts"],
+            batch["library"],
+            self._decoder_logits(z, offset, artifact_offset),
+            self.log_concentration,
         )
 
         logits = self._logits()
@@ -644,9 +705,11 @@ class GPOVAE(GenerativeModel):
         artifact_offset = self._artifact_offset(batch.get("qc"), latents)
         q_z = self._basal_posterior(batch["counts"], offset, artifact_offset)
         z = _rsample(q_z, generator)
-        mean = batch["library"] * self._decode_proportions(z, offset, artifact_offset)
+        logits = self._decoder_logits(z, offset, artifact_offset)
         log_weights = (
-            _negative_binomial_log_likelihood(batch["counts"], mean, self.log_concentration)
+            _negative_binomial_log_likelihood(
+                batch["counts"], batch["library"], logits, self.log_concentration
+            )
             + _standard_normal_log_prob(z).sum(-1)
             - q_z.log_prob(z).sum(-1)
         )

@@ -73,6 +73,7 @@ from torch.nn import functional as F
 
 from genevae.errors import GenevaeInputError
 from genevae.models.base import Batch, GenerativeModel
+from genevae.models.vega import add_negative_binomial_count_terms
 
 CounterfactualKL = Literal["exact", "original_code"]
 Reduction = Literal["sum", "mean"]
@@ -217,16 +218,17 @@ def _negative_binomial_log_likelihood(
     Equals ``NegativeBinomial(total_count=θ, logits=log(mean + 1e-4) − log θ).log_prob(counts)
     .sum(-1)`` in value and gradient, but torch broadcasts θ to particles × cells × genes, so the
     particle-independent lgamma(x + θ) − lgamma(θ) − lgamma(x + 1) (and its digamma backward)
-    would run once per particle. Here it runs once per cell × gene (lgamma(θ) once per gene);
-    only the μ-dependent part (:class:`_SoftmaxNegativeBinomial`) is computed per particle.
+    would run once per particle. Here it runs once per nonzero count (it is 0 at x = 0; on the
+    CPU, :func:`~genevae.models.vega.add_negative_binomial_count_terms`), and only the
+    μ-dependent part (:class:`_SoftmaxNegativeBinomial`) is computed per particle.
     counts: cells × genes; library: cells × 1; logits: (particles ×) cells × genes;
     log_concentration: genes. θ > 0 is assumed (torch's special case θ = x = 0 needs θ to
     underflow).
     """
     per_particle = _SoftmaxNegativeBinomial.apply(logits, library, counts, log_concentration)
     concentration = torch.exp(log_concentration)
-    log_binomial = torch.lgamma(counts + concentration) - torch.lgamma(counts + 1.0)
-    return per_particle + log_binomial.sum(-1) - torch.lgamma(concentration).sum(-1)
+    per_cell = torch.zeros(counts.shape[0], dtype=concentration.dtype, device=counts.device)
+    return per_particle + add_negative_binomial_count_terms(per_cell, counts, concentration)
 
 
 def _bernoulli_log_prob(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:

@@ -52,11 +52,26 @@ def negative_binomial_log_likelihood_per_cell(
         inverse_dispersion * (torch.log(inverse_dispersion + _EPS) - log_theta_mu)
         + counts * (torch.log(mean + _EPS) - log_theta_mu)
     ).sum(dim=1)
+    return add_negative_binomial_count_terms(dense_part, counts, inverse_dispersion)
+
+
+def add_negative_binomial_count_terms(
+    per_cell: torch.Tensor, counts: torch.Tensor, inverse_dispersion: torch.Tensor
+) -> torch.Tensor:
+    """``per_cell`` + Σ over genes of lgamma(x + θ) − lgamma(θ) − lgamma(x + 1), per-gene θ.
+
+    The term is exactly zero where x = 0, so on the CPU it (and its digamma gradient) is
+    evaluated at the nonzero counts only; off the CPU densely, since finding the nonzeros
+    would wait for the device.
+    """
+    if counts.device.type != "cpu":
+        dense = torch.lgamma(counts + inverse_dispersion) - torch.lgamma(counts + 1.0)
+        return per_cell + (dense - torch.lgamma(inverse_dispersion)).sum(dim=-1)
     rows, genes = counts.nonzero(as_tuple=True)
     observed = counts[rows, genes]
     theta = inverse_dispersion.index_select(0, genes)
     count_part = torch.lgamma(observed + theta) - torch.lgamma(theta) - torch.lgamma(observed + 1)
-    return dense_part.index_add(0, rows, count_part)
+    return per_cell.index_add(0, rows, count_part)
 
 
 class VEGA(GenerativeModel):

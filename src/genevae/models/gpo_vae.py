@@ -178,7 +178,7 @@ class _SoftmaxNegativeBinomial(torch.autograd.Function):
         log_concentration: torch.Tensor,
     ) -> torch.Tensor:
         proportions = torch.softmax(logits, dim=-1)
-        mean = torch.mul(proportions, library).add_(_MEAN_EPS)
+        mean = torch.addcmul(proportions.new_tensor(_MEAN_EPS), proportions, library)
         log_ratio = torch.log(mean).sub_(log_concentration)
         softplus = F.softplus(log_ratio)  # −logσ(−l)
         # logσ(l) as softplus with β = −1: one pass, no buffer (torch's logsigmoid writes two)
@@ -202,8 +202,9 @@ class _SoftmaxNegativeBinomial(torch.autograd.Function):
             grad_log_concentration = -concentration * weighted
         # ∂/∂proportions = library·θ(x − μ)/(μ(μ + θ))·grad, then softmax's backward
         grad_p = residual.mul_(concentration).div_(mean).mul_(grad.unsqueeze(-1) * library)
-        inner = torch.einsum("...g,...g->...", grad_p, proportions).unsqueeze(-1)
-        return grad_p.sub_(inner).mul_(proportions), None, None, grad_log_concentration
+        # softmax's own backward kernel (what autograd runs): p·(grad − Σ grad·p) in one pass
+        grad_logits = torch._softmax_backward_data(grad_p, proportions, -1, proportions.dtype)
+        return grad_logits, None, None, grad_log_concentration
 
 
 def _negative_binomial_log_likelihood(
@@ -622,7 +623,9 @@ class GPOVAE(GenerativeModel):
         if not bool(has_cf.any()):
             return offset.new_zeros(())
         flipped = self._artifact_offset(1.0 - batch["qc"][has_cf], latents)
-        cf_offset = offset[:, has_cf]
+        # index_select's backward is an index_add; a boolean index's is a (serial on the
+        # CPU) accumulating index_put over particles × cells × nodes
+        cf_offset = offset.index_select(1, has_cf.nonzero().squeeze(-1))
         q_source = self._basal_posterior(batch["cf_x"][has_cf], cf_offset, flipped)
         q_target = self._basal_posterior(batch["counts"][has_cf], cf_offset, flipped)
         if self.config["counterfactual_kl"] == "exact":

@@ -55,18 +55,29 @@ def matmul_gflops(seconds: float = 1.0, size: int = 2048) -> float:
     A square ``size`` product repeated for about ``seconds``: the rate a perfectly
     compute-bound model could reach on this machine right now.
     """
+    return matmul_rates(seconds, size)["wall"]
+
+
+def matmul_rates(seconds: float = 1.0, size: int = 2048) -> dict[str, float]:
+    """:func:`matmul_gflops` per wall second (``wall``) and per CPU second of this process (``cpu``).
+
+    On a shared machine the wall rate counts the time other jobs hold the cores; the CPU
+    rate counts only the work (one core's rate when the threads ran in parallel).
+    """
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
     b = torch.randn(size, size, generator=generator)
     out = torch.empty(size, size)
     torch.mm(a, b, out=out)
-    repeats, start = 0, time.perf_counter()
+    repeats, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while True:
         torch.mm(a, b, out=out)
         repeats += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
-            return 2.0 * size**3 * repeats / elapsed / 1e9
+            flops = 2.0 * size**3 * repeats
+            cpu = max(time.process_time() - cpu_start, 1e-9)
+            return {"wall": flops / elapsed / 1e9, "cpu": flops / cpu / 1e9}
 
 
 def flop_counts(model: GenerativeModel, batch: Batch) -> dict[str, float]:
@@ -100,6 +111,7 @@ class StepClock:
         on_step: Callable[[int], None] | None = None,
     ) -> None:
         self.stamps: list[float] = []
+        self.cpu_stamps: list[float] = []  # this process's CPU time at the same moments
         self.stop_after = stop_after
         self.on_step = on_step
         self._loss = model.loss
@@ -107,6 +119,7 @@ class StepClock:
 
     def _timed_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.stamps.append(time.perf_counter())
+        self.cpu_stamps.append(time.process_time())
         if self.stop_after is not None and len(self.stamps) > self.stop_after:
             raise StopTraining
         if self.on_step is not None:
@@ -117,16 +130,21 @@ class StepClock:
         """Durations of the steps after the first ``warmup`` ones."""
         return np.diff(self.stamps)[warmup:].tolist()
 
+    def step_cpu_seconds(self, warmup: int) -> list[float]:
+        """CPU seconds (all threads) of the steps after the first ``warmup`` ones."""
+        return np.diff(self.cpu_stamps)[warmup:].tolist()
+
 
 class StopTraining(Exception):
     """Raised from inside a step to end a timing run after enough batches."""
 
 
-def summarise_steps(seconds: list[float]) -> dict[str, float]:
+def summarise_steps(seconds: list[float], cpu_seconds: list[float]) -> dict[str, float]:
     return {
         "n_timed_steps": len(seconds),
         "step_seconds_mean": statistics.fmean(seconds),
         "step_seconds_median": statistics.median(seconds),
+        "step_cpu_seconds_mean": statistics.fmean(cpu_seconds),
     }
 
 
@@ -152,7 +170,9 @@ def time_training_steps(
             f"only {len(clock.stamps)} steps ran; give at least "
             f"{(warmup + n_steps + 1) * settings.batch_size} rows"
         )
-    return summarise_steps(clock.step_seconds(warmup)[:n_steps])
+    return summarise_steps(
+        clock.step_seconds(warmup)[:n_steps], clock.step_cpu_seconds(warmup)[:n_steps]
+    )
 
 
 def time_bare_steps(
@@ -178,14 +198,15 @@ def time_bare_steps(
         fused=True,
     )
     batches = InMemoryBatches(TensorData(dict(arrays)), settings.batch_size, seed=settings.seed)
-    stamps = []
+    stamps, cpu_stamps = [], []
     for _, batch in zip(range(warmup + n_steps + 1), batches, strict=False):
         stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
         optimizer.zero_grad(set_to_none=True)
         model.loss(batch)["loss"].backward()
         optimizer.step()
         model.after_optimizer_step()
-    return summarise_steps(np.diff(stamps)[warmup:].tolist())
+    return summarise_steps(np.diff(stamps)[warmup:].tolist(), np.diff(cpu_stamps)[warmup:].tolist())
 
 
 def bench_settings(**overrides: Any) -> TrainingSettings:

@@ -31,6 +31,10 @@ def test_flop_floor_reports_a_ratio_per_model(tmp_path):
         )
         assert len(model["rounds"]) == 2 and model["rounds"][0]["n_timed_steps"] >= 2
         assert model["bare_loop_ratio_to_floor"] > 0
+        assert model["cpu_ratio_to_floor"] > 0 and model["bare_loop_cpu_ratio_to_floor"] > 0
+        for round_ in model["rounds"]:  # CPU seconds of all threads: >0, and a rate per core
+            assert round_["step_cpu_seconds_mean"] > 0
+            assert round_["matmul_gflops_per_cpu_second"] > 0
     saved = json.loads(write_result("flop_floor", result, tmp_path).read_text())
     assert saved["machine"]["torch_threads"] >= 1 and saved["models"]["vega"]["meets_target"] in (
         True,

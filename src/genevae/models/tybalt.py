@@ -57,7 +57,9 @@ def _encoder(n_genes: int, latent_dim: int) -> nn.Sequential:
     return nn.Sequential(dense, nn.BatchNorm1d(2 * latent_dim, eps=_BN_EPS, momentum=_BN_MOMENTUM))
 
 
-def _merge_branch_state(state: dict[str, torch.Tensor], prefix: str, *_: Any) -> None:
+def _merge_branch_state(
+    module: nn.Module, state: dict[str, torch.Tensor], prefix: str, *_: Any
+) -> None:
     """Load-state-dict pre-hook: weights saved with separate ``mean_branch``/``logvar_branch``
     (genevae before the joint encoder) are rewritten to the joint encoder's keys."""
     old = (f"{prefix}mean_branch.", f"{prefix}logvar_branch.")
@@ -136,7 +138,7 @@ class Tybalt(GenerativeModel):
         self.n_genes = n_genes
         self.latent_dim = latent_dim
         self.encoder = _encoder(n_genes, latent_dim)
-        self._register_load_state_dict_pre_hook(_merge_branch_state)
+        self.register_load_state_dict_pre_hook(_merge_branch_state)
         self.decoder = _glorot_dense(latent_dim, n_genes)
         # β is state (saved with the weights) so a restored model reports the loss it trained on.
         self.register_buffer("beta", torch.zeros(()))

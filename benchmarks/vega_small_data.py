@@ -187,11 +187,13 @@ def module_score_sampler(cells: ad.AnnData, mask: pd.DataFrame) -> Callable:
 def ranking(table: pd.DataFrame) -> dict[str, Any]:
     """Rank and ln BF of the IFN α/β module, and the first module, ordered by ln BF (up first).
 
-    Ties (ln BF saturates when every pair agrees) are broken by the mean difference.
+    Ties (ln BF saturates when every pair agrees) are broken by the standardised effect, as
+    the pipeline's table does. ``ifn_rank_by_effect_size`` ranks by that effect alone.
     """
     modules = table[~table["module"].str.startswith(EXTRA_NODE_PREFIX)]
-    ordered = modules.sort_values(["ln_bf", "mean_diff"], ascending=False, kind="stable")
+    ordered = modules.sort_values(["ln_bf", "effect_size"], ascending=False, kind="stable")
     names = ordered["module"].tolist()
+    by_effect = modules.sort_values("effect_size", ascending=False, kind="stable")["module"]
     extra = table.loc[table["module"].str.startswith(EXTRA_NODE_PREFIX), "ln_bf"]
     result = {
         "first_module": names[0],
@@ -199,14 +201,20 @@ def ranking(table: pd.DataFrame) -> dict[str, Any]:
         "top5": names[:5],
         "top5_ln_bf": [round(float(v), 3) for v in ordered["ln_bf"].iloc[:5]],
         "top5_mean_diff": [round(float(v), 3) for v in ordered["mean_diff"].iloc[:5]],
+        "top5_effect_size": [round(float(v), 3) for v in ordered["effect_size"].iloc[:5]],
         "n_modules": len(names),
         "extra_node_ln_bf": [round(float(v), 3) for v in extra],
         "ifn_rank": None,
         "ifn_ln_bf": None,
+        "ifn_rank_by_effect_size": None,
     }
     if IFN_MODULE in names:
         row = ordered[ordered["module"] == IFN_MODULE].iloc[0]
-        result |= {"ifn_rank": names.index(IFN_MODULE) + 1, "ifn_ln_bf": float(row["ln_bf"])}
+        result |= {
+            "ifn_rank": names.index(IFN_MODULE) + 1,
+            "ifn_ln_bf": float(row["ln_bf"]),
+            "ifn_rank_by_effect_size": by_effect.tolist().index(IFN_MODULE) + 1,
+        }
     return result
 
 

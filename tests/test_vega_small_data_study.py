@@ -14,22 +14,24 @@ from tests.conftest import requires_shared_data
 
 
 def _table(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["module", "ln_bf", "mean_diff"])
+    table = pd.DataFrame(rows, columns=["module", "ln_bf", "effect_size"])
+    return table.assign(mean_diff=2 * table["effect_size"])
 
 
-def test_ranking_orders_by_ln_bf_breaks_ties_by_mean_diff_and_skips_extra_nodes():
+def test_ranking_orders_by_ln_bf_breaks_ties_by_effect_size_and_skips_extra_nodes():
     table = _table(
         [
             ("UNANNOTATED_0", 9.0, 5.0),
             ("REACTOME_CELL_CYCLE", 27.6, 0.5),
             (study.IFN_MODULE, 27.6, 2.0),
             ("REACTOME_APOPTOSIS", -30.0, -4.0),
-            ("REACTOME_INTERFERON_SIGNALING", 4.0, 1.0),
+            ("REACTOME_INTERFERON_SIGNALING", 4.0, 3.0),
         ]
     )
     result = study.ranking(table)
     assert result["first_module"] == study.IFN_MODULE
     assert result["ifn_rank"] == 1 and result["ifn_ln_bf"] == 27.6
+    assert result["ifn_rank_by_effect_size"] == 2  # behind INTERFERON_SIGNALING's 3.0
     assert result["top5"][-1] == "REACTOME_APOPTOSIS"
     assert result["n_modules"] == 4 and result["extra_node_ln_bf"] == [9.0]
 

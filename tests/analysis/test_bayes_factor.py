@@ -59,7 +59,8 @@ def test_shifted_modules_get_large_bayes_factors_with_the_right_sign(estimator, 
     assert (nulls["ln_bf"].abs() < 0.5).all()
     assert by_module["is_significant"].tolist() == [True, True, False, False, False]
     assert list(table.columns) == [
-        "module", "p_h1", "p_h2", "ln_bf", "mean_diff", "n_genes", "is_significant"
+        "module", "p_h1", "p_h2", "ln_bf", "mean_diff", "effect_size", "n_genes",
+        "is_significant",
     ]  # fmt: skip
     assert table["ln_bf"].abs().is_monotonic_decreasing
 
@@ -152,7 +153,7 @@ def test_core_function_on_identical_groups_is_near_zero():
     z = rng.normal(size=(3000, 4))
     stats = bayes_factor_from_latents(z, z.copy(), 20000, rng)
     assert np.abs(stats["ln_bf"]).max() < 0.1
-    assert set(stats) == {"p_h1", "p_h2", "ln_bf", "mean_diff"}
+    assert set(stats) == {"p_h1", "p_h2", "ln_bf", "mean_diff", "effect_size"}
 
 
 def test_one_vs_rest_all_covers_every_label():

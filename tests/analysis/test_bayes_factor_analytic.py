@@ -28,6 +28,8 @@ def test_two_pairs_by_hand():
     np.testing.assert_allclose(vanilla["p_h2"], [1 - p_h1])
     np.testing.assert_allclose(vanilla["ln_bf"], [np.log(p_h1 / (1 - p_h1))], rtol=1e-9)
     np.testing.assert_allclose(vanilla["mean_diff"], [1.5])
+    # pooled SD of one draw per cell: Var μ + E σ² = 0.25 + 0.36 and 0 + 0.64
+    np.testing.assert_allclose(vanilla["effect_size"], [1.5 / np.sqrt((0.61 + 0.64) / 2)])
     # P(|N(1, 1)| > 1) = ½ + Φ(−2); P(|N(2, 1)| > 1) = Φ(1) + Φ(−3)
     p_da = (0.5 + norm.cdf(-2.0) + norm.cdf(1.0) + norm.cdf(-3.0)) / 2
     change = analytic_bayes_factor(group1, group2, mode="change", delta=1.0)
@@ -149,3 +151,17 @@ def test_random_pairs_need_a_generator_and_bad_settings_are_refused():
         analytic_bayes_factor(posterior, posterior, max_pairs=1.5)
     with pytest.raises(GenevaeInputError, match="mode='median'"):
         analytic_bayes_factor(posterior, posterior, mode="median")
+
+
+def test_saturated_modules_are_ordered_by_standardised_effect_not_latent_units():
+    """Both modules separate every pair (ln BF at the cap); module_0 moves 50 units at SD 0.1
+    (d = 500), module_1 moves 100 units at SD 5 (d = 20): module_0 comes first."""
+    rng = np.random.default_rng(0)
+    labels = np.array(["stim", "ctrl"] * 100)
+    mean = np.column_stack([rng.normal(scale=0.1, size=200), rng.normal(scale=5.0, size=200)])
+    mean[labels == "stim"] += [50.0, 100.0]
+    table = differential_activity(_encoder(mean, np.zeros_like(mean)), labels, "stim", "ctrl")
+    assert table["ln_bf"].nunique() == 1  # both saturated
+    assert table["module"].tolist() == ["module_0", "module_1"]
+    assert table["mean_diff"].iloc[0] < table["mean_diff"].iloc[1]
+    assert table["effect_size"].iloc[0] > 100 > table["effect_size"].iloc[1] > 10

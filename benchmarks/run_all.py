@@ -116,7 +116,7 @@ def summary_rows(name: str, result: dict[str, Any]) -> list[tuple[str, str, str,
             (name, "÷ `import torch` alone", f"{result['ratio_to_import_torch']:.1f}", ""),
         ]
     if name == vega_small_data.NAME:
-        defaults = result["summary"]["defaults"]
+        defaults = result["summary"][f"defaults, {vega_small_data.ESTIMATORS[0]}"]
         return [
             (name, "interferon module first", defaults["interferon_family_first"], "5/5"),
             (

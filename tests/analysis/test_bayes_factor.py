@@ -42,11 +42,15 @@ def _lookup(latent: np.ndarray):
     return encode_sample
 
 
-def test_shifted_modules_get_large_bayes_factors_with_the_right_sign():
+@pytest.mark.parametrize(("estimator", "encoded"), [("analytic", 400), ("sampling", 4000)])
+def test_shifted_modules_get_large_bayes_factors_with_the_right_sign(estimator, encoded):
     latent, labels = _latents()
     encode = _lookup(latent)
-    table = differential_activity(encode, labels, "stim", "ctrl", n_samples=2000, n_pairs=5000)
-    assert encode.calls == [4000]  # one vectorised encoder call for both groups
+    table = differential_activity(
+        encode, labels, "stim", "ctrl", estimator=estimator, n_samples=2000, n_pairs=5000
+    )
+    # one vectorised encoder call: every cell of both groups, or the drawn cells
+    assert encode.calls == [encoded]
     by_module = table.set_index("module")
     assert by_module.loc["module_0", "ln_bf"] > 5 and by_module.loc["module_1", "ln_bf"] < -5
     assert by_module.loc["module_0", "mean_diff"] == pytest.approx(5.0, abs=0.3)
@@ -55,7 +59,8 @@ def test_shifted_modules_get_large_bayes_factors_with_the_right_sign():
     assert (nulls["ln_bf"].abs() < 0.5).all()
     assert by_module["is_significant"].tolist() == [True, True, False, False, False]
     assert list(table.columns) == [
-        "module", "p_h1", "p_h2", "ln_bf", "mean_diff", "n_genes", "is_significant"
+        "module", "p_h1", "p_h2", "ln_bf", "mean_diff", "effect_size", "n_genes",
+        "is_significant",
     ]  # fmt: skip
     assert table["ln_bf"].abs().is_monotonic_decreasing
 
@@ -106,9 +111,13 @@ def test_change_mode_significance_is_the_fdr_call_not_the_volcano_thresholds():
 
 def test_same_seed_gives_identical_tables_and_other_seeds_differ():
     latent, labels = _latents()
-    run = lambda seed: differential_activity(_lookup(latent), labels, "stim", seed=seed)  # noqa: E731
-    pd.testing.assert_frame_equal(run(7), run(7))
-    assert not run(7)["p_h1"].equals(run(8)["p_h1"])
+    run = lambda seed, **kw: differential_activity(_lookup(latent), labels, "stim", seed=seed, **kw)  # noqa: E731
+    pd.testing.assert_frame_equal(run(7, estimator="sampling"), run(7, estimator="sampling"))
+    assert not run(7, estimator="sampling")["p_h1"].equals(run(8, estimator="sampling")["p_h1"])
+    # analytic over all 200 × 200 pairs: no sampling, so the seed does not enter
+    pd.testing.assert_frame_equal(run(7), run(8))
+    # above max_pairs it averages random pairs, which the seed draws
+    assert not run(7, max_pairs=1000)["p_h1"].equals(run(8, max_pairs=1000)["p_h1"])
 
 
 def test_group_versus_rest_matches_the_two_group_case_when_there_are_two_groups():
@@ -144,7 +153,7 @@ def test_core_function_on_identical_groups_is_near_zero():
     z = rng.normal(size=(3000, 4))
     stats = bayes_factor_from_latents(z, z.copy(), 20000, rng)
     assert np.abs(stats["ln_bf"]).max() < 0.1
-    assert set(stats) == {"p_h1", "p_h2", "ln_bf", "mean_diff"}
+    assert set(stats) == {"p_h1", "p_h2", "ln_bf", "mean_diff", "effect_size"}
 
 
 def test_one_vs_rest_all_covers_every_label():
@@ -186,10 +195,17 @@ def test_empty_rest_and_bad_encoder_output_and_mode_are_refused():
     with pytest.raises(GenevaeInputError, match="no cells"):
         differential_activity(_lookup(latent), np.array(["a"] * N_CELLS), "a")
     labels = np.array(["a", "b"] * (N_CELLS // 2))
-    with pytest.raises(GenevaeInputError, match="encode_sample returned shape"):
-        differential_activity(lambda idx: latent[idx[:10]], labels, "a", n_samples=50)
+    for estimator in ("analytic", "sampling"):
+        with pytest.raises(GenevaeInputError, match="returned shape"):
+            differential_activity(
+                lambda idx: latent[idx[:10]], labels, "a", n_samples=50, estimator=estimator
+            )
     with pytest.raises(GenevaeInputError, match="mode='median'"):
         differential_activity(_lookup(latent), labels, "a", mode="median")
+    with pytest.raises(GenevaeInputError, match="estimator='exact'"):
+        differential_activity(_lookup(latent), labels, "a", estimator="exact")
+    with pytest.raises(GenevaeInputError, match="max_pairs=0"):
+        differential_activity(_lookup(latent), labels, "a", max_pairs=0)
 
 
 def test_obs_labels_names_the_missing_column():

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genevae.analysis.bayes_factor import differential_activity
+from genevae.analysis.bayes_factor import GaussianEncoder, differential_activity
 from genevae.analysis.metrics import mean_profile_r2, top_k_overlap
 from genevae.errors import GenevaeInputError
 
@@ -72,19 +72,23 @@ Trainer = Callable[[ad.AnnData, int, str], Encoder]
 argument names the fit (e.g. ``held_out_B``) for logs and tracking runs."""
 
 
-def posterior_sampler(posterior: Posterior, rows: np.ndarray, seed: int):
+def posterior_sampler(posterior: Posterior, rows: np.ndarray, seed: int) -> GaussianEncoder:
     """An ``encode_sample`` for :func:`differential_activity` over ``rows`` of ``posterior``.
 
     Local index i maps to cell ``rows[i]``; each call draws z = μ + σ·ε afresh from a
-    generator seeded with ``seed``, as the model's own ``sample_latent`` in eval mode does.
+    generator seeded with ``seed``, as the model's own ``sample_latent`` in eval mode does;
+    ``moments`` gives μ and σ for the analytic estimator.
     """
 
-    def encode_sample(indices: np.ndarray) -> np.ndarray:
+    def moments(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cells = rows[np.asarray(indices)]
-        noise = np.random.default_rng(seed).standard_normal((len(cells), posterior.mean.shape[1]))
-        return posterior.mean[cells] + np.exp(0.5 * posterior.logvar[cells]) * noise
+        return posterior.mean[cells], np.exp(0.5 * posterior.logvar[cells])
 
-    return encode_sample
+    def encode_sample(indices: np.ndarray) -> np.ndarray:
+        mean, sd = moments(indices)
+        return mean + sd * np.random.default_rng(seed).standard_normal(mean.shape)
+
+    return GaussianEncoder(encode_sample, moments)
 
 
 def module_priority(bf_table: pd.DataFrame, exclude_prefix: str | None = None) -> pd.Series:

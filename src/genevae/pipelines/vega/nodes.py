@@ -204,10 +204,11 @@ def _vega_bayes_factors(
 def _module_score_bayes_factors(
     bundle: ModelBundle, adata: AnnData, params: dict[str, Any]
 ) -> pd.DataFrame:
-    """The same Bayes factor (cells, pairs, seed) on each module's mean log-expression.
+    """The same Bayes factor (cells, estimator, pairs, seed) on each module's mean log-expression.
 
     Vanilla mode and significance by |ln BF| alone: the change mode's δ and the mean-difference
-    threshold are in latent units, which log-expression means do not share.
+    threshold are in latent units, which log-expression means do not share. The scores are
+    exact per cell, so the analytic estimator counts the fraction of cell pairs (σ = 0).
     """
     from genevae.analysis.baselines import module_scores
     from genevae.analysis.bayes_factor import differential_activity
@@ -219,7 +220,11 @@ def _module_score_bayes_factors(
         bundle.metadata["module_names"],
     )
     scores = module_scores(align_genes(adata, bundle.gene_names), gene_sets, method="mean")
-    sampling = {key: settings[key] for key in ("n_samples", "n_pairs") if key in settings}
+    sampling = {
+        key: settings[key]
+        for key in ("estimator", "n_samples", "n_pairs", "max_pairs")
+        if key in settings
+    }
     tables = []
     for name, comparison, cells, labels in _comparisons(adata, params):
         values = scores.loc[cells.obs_names].to_numpy()

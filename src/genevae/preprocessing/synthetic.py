@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from genevae.errors import GenevaeInputError
 
@@ -193,6 +194,51 @@ def _draw_grn(
     )
 
 
+def _group_shifts(
+    edges: pd.DataFrame, n_genes: int, n_regulators: int, knockdown: float, effect: float
+) -> np.ndarray:
+    """Log-mean shift per group (row 0: controls, row r + 1: regulator r knocked down).
+
+    Each entry of a group's row receives at most one term (targets are disjoint and never
+    regulators), so ``baseline + shifts[group]`` equals adding the terms one by one.
+    """
+    shifts = np.zeros((n_regulators + 1, n_genes))
+    shifts[np.arange(1, n_regulators + 1), np.arange(n_regulators)] = np.log(max(knockdown, 1e-3))
+    shift = -effect * edges["weight"].to_numpy() * (1.0 - knockdown)
+    shifts[edges["regulator"].to_numpy() + 1, edges["target"].to_numpy()] = shift
+    return shifts
+
+
+def _screen_counts(
+    rng: np.random.Generator,
+    log_mean: np.ndarray,
+    library_scale: float,
+    size_factor: np.ndarray | None = None,
+) -> np.ndarray:
+    """NB counts of one block of cells (cells × genes log-means); size factors drawn if absent."""
+    if size_factor is None:
+        size_factor = rng.lognormal(0.0, 0.3, size=(log_mean.shape[0], 1))
+    return _negative_binomial(rng, library_scale * size_factor * np.exp(log_mean))
+
+
+def _sparse_screen_counts(
+    seed: int, baseline: np.ndarray, shifts: np.ndarray, groups: np.ndarray, chunk_cells: int,
+    library_scale: float,
+) -> sparse.csr_matrix:
+    """Counts drawn ``chunk_cells`` rows at a time, each block from its own seeded generator.
+
+    Memory stays at one dense block plus the growing CSR; the result depends on
+    ``chunk_cells`` (the block boundaries pick the generators), not on anything else.
+    """
+    blocks = []
+    for index, start in enumerate(range(0, groups.size, chunk_cells)):
+        block = groups[start : start + chunk_cells]
+        rng = np.random.default_rng([seed, index])
+        counts = _screen_counts(rng, baseline[None, :] + shifts[block], library_scale)
+        blocks.append(sparse.csr_matrix(counts))
+    return sparse.vstack(blocks, format="csr")
+
+
 def make_perturbseq_from_grn(
     n_cells_per_group: int = 80,
     n_genes: int = 200,
@@ -201,6 +247,10 @@ def make_perturbseq_from_grn(
     knockdown: float = 0.1,
     effect: float = 1.5,
     seed: int = 0,
+    *,
+    n_control_cells: int | None = None,
+    library_scale: float = 1.0,
+    chunk_cells: int | None = None,
 ) -> SyntheticPerturbseq:
     """Simulate a CRISPRi screen: one group per regulator plus non-targeting controls.
 
@@ -209,14 +259,26 @@ def make_perturbseq_from_grn(
     Knocking a regulator down leaves ``knockdown`` of its mRNA (its log-mean drops by
     ``log(knockdown)``), and each target's log-mean moves by ``-effect · w · (1 - knockdown)``:
     targets of an activating edge (w > 0) go down, targets of a repressing edge go up.
-    X and ``layers["counts"]`` hold raw NB counts (float32).
+    ``n_control_cells`` (default ``n_cells_per_group``) sizes the control group;
+    ``library_scale`` multiplies every mean (sequencing depth; < 1 gives sparser counts).
+
+    X and ``layers["counts"]`` hold raw NB counts (float32): dense by default; with
+    ``chunk_cells`` a CSR matrix drawn that many cells at a time (never cells × genes dense,
+    for screens at real size), X and the layer then sharing one matrix.
     """
     if not 0.0 <= knockdown < 1.0:
         raise GenevaeInputError(
             f"knockdown={knockdown} must be in [0, 1): remaining mRNA fraction."
         )
-    if n_cells_per_group < 1:
-        raise GenevaeInputError(f"n_cells_per_group={n_cells_per_group} must be >= 1.")
+    if n_cells_per_group < 1 or (n_control_cells is not None and n_control_cells < 1):
+        raise GenevaeInputError(
+            f"n_cells_per_group={n_cells_per_group} and n_control_cells={n_control_cells} "
+            "must be >= 1."
+        )
+    if library_scale <= 0 or (chunk_cells is not None and chunk_cells < 1):
+        raise GenevaeInputError(
+            f"library_scale={library_scale} must be > 0 and chunk_cells={chunk_cells} >= 1."
+        )
     rng = np.random.default_rng(seed)
     edges = _draw_grn(rng, n_genes, n_regulators, n_targets_per_regulator)
     gene_names = [f"REG{r}" for r in range(n_regulators)] + [
@@ -228,25 +290,27 @@ def make_perturbseq_from_grn(
     baseline[edges["target"].to_numpy()] = rng.uniform(1.5, 2.0, size=len(edges))
 
     groups = [CONTROL_LABEL] + gene_names[:n_regulators]
-    group_of_cell = np.repeat(np.arange(len(groups)), n_cells_per_group)
-    log_mean = np.tile(baseline, (len(group_of_cell), 1))
-    for r in range(n_regulators):
-        cells = group_of_cell == r + 1
-        log_mean[cells, r] += np.log(max(knockdown, 1e-3))
-        own = edges[edges["regulator"] == r]
-        shift = -effect * own["weight"].to_numpy() * (1.0 - knockdown)
-        log_mean[np.ix_(cells, own["target"].to_numpy())] += shift
-    size_factor = rng.lognormal(0.0, 0.3, size=(len(group_of_cell), 1))
-    counts = _negative_binomial(rng, size_factor * np.exp(log_mean))
+    sizes = np.full(len(groups), n_cells_per_group)
+    sizes[0] = n_cells_per_group if n_control_cells is None else n_control_cells
+    group_of_cell = np.repeat(np.arange(len(groups)), sizes)
+    shifts = _group_shifts(edges, n_genes, n_regulators, knockdown, effect)
+    if chunk_cells is None:
+        log_mean = baseline[None, :] + shifts[group_of_cell]
+        size_factor = rng.lognormal(0.0, 0.3, size=(len(group_of_cell), 1))
+        counts = _screen_counts(rng, log_mean, library_scale, size_factor)
+        x = counts.copy()
+    else:
+        counts = _sparse_screen_counts(
+            seed, baseline, shifts, group_of_cell, chunk_cells, library_scale
+        )
+        x = counts
 
-    labels = pd.Categorical([groups[g] for g in group_of_cell], categories=groups)
+    labels = pd.Categorical(np.asarray(groups, dtype=object)[group_of_cell], categories=groups)
     obs = pd.DataFrame(
         {"perturbation": labels, "guide_gene": labels.copy()},
         index=[f"cell_{i:05d}" for i in range(len(group_of_cell))],
     )
-    adata = ad.AnnData(
-        X=counts.copy(), obs=obs, var=pd.DataFrame(index=gene_names), layers={"counts": counts}
-    )
+    adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=gene_names), layers={"counts": counts})
     named_edges = pd.DataFrame(
         {
             "regulator": [gene_names[r] for r in edges["regulator"]],

@@ -81,8 +81,11 @@ def register(root: Path, name: str, n_perturbations: int, screen: Screen) -> dic
             }
         },
     }
-    reference = {"file": f"data/01_raw/{name}_grn.csv", "source_col": "source",
-                 "target_col": "target"}
+    reference = {
+        "file": f"data/01_raw/{name}_grn.csv",
+        "source_col": "source",
+        "target_col": "target",
+    }
     return {
         "datasets": {name: entry},
         "grn_references": {f"{name}_grn": reference},
@@ -105,6 +108,5 @@ def kedro_arguments(name: str, epochs: int) -> list[str]:
         "--namespaces",
         f"data_processing.{name},gpo_vae.{name}",
         "--params",
-        f"gpo_vae.{name}.training.max_epochs={epochs},"
-        f"gpo_vae.{name}.training.progress_bar=false",
+        f"gpo_vae.{name}.training.max_epochs={epochs},gpo_vae.{name}.training.progress_bar=false",
     ]

@@ -222,7 +222,11 @@ def _screen_counts(
 
 
 def _sparse_screen_counts(
-    seed: int, baseline: np.ndarray, shifts: np.ndarray, groups: np.ndarray, chunk_cells: int,
+    seed: int,
+    baseline: np.ndarray,
+    shifts: np.ndarray,
+    groups: np.ndarray,
+    chunk_cells: int,
     library_scale: float,
 ) -> sparse.csr_matrix:
     """Counts drawn ``chunk_cells`` rows at a time, each block from its own seeded generator.

@@ -17,7 +17,8 @@ A :class:`Kind` holds:
   dimensions (genes, modules, perturbations ...), read only by the kind's own functions;
 - ``register(root, name, n_cells, ladder) -> dict``: writes the synthetic files under
   ``root/data/01_raw`` and returns the registry blocks (``{"datasets": {name: ...},
-  "gene_sets": ...}``) that this framework writes to ``conf/local/datasets.yml``;
+  "gene_sets": ...}``) that this framework writes to ``conf/local/datasets.yml``, plus
+  optionally ``"facts"`` (e.g. the sparse matrix's bytes), recorded with the run;
 - ``pipelines``: what ``kedro run --pipelines`` gets; ``namespaces(name)`` what
   ``--namespaces`` gets (default: ``<pipeline>.<name>`` for each pipeline);
 - ``params(name, ladder) -> dict``: ``--params`` overrides (e.g. the number of epochs).
@@ -52,7 +53,7 @@ from benchmarks.startup import DATA_LAYERS, PROJECT_ROOT, _environment
 
 NAME = "scale"
 NODE_LINE = re.compile(r"Running node: ([\w.]+)")
-KIND_MODULES = {"scrna": "benchmarks.scale_scrna"}
+KIND_MODULES = {"scrna": "benchmarks.scale_scrna", "perturbseq": "benchmarks.scale_perturbseq"}
 METHOD = (
     "one kedro run per size (the kind's pipelines for one registered synthetic dataset), "
     "sequentially; node wall time from its 'Running node' line to the next node's (or the "
@@ -232,6 +233,7 @@ def run_ladder(kind_: Kind, scale: str) -> dict[str, Any]:
             make_project(root)
             start = time.perf_counter()
             config = kind_.register(root, name, n_cells, ladder)
+            facts = config.pop("facts", {})
             (root / "conf" / "local" / "datasets.yml").write_text(yaml.safe_dump(config))
             prepared = time.perf_counter()
             try:
@@ -245,6 +247,7 @@ def run_ladder(kind_: Kind, scale: str) -> dict[str, Any]:
                     "data_seconds": prepared - start,
                     "seconds": time.perf_counter() - prepared,
                     "nodes": nodes,
+                    **facts,
                 }
             )
     result["machine_at_end"] = machine_info()

@@ -259,18 +259,21 @@ def match_controls_per_split(
             f"row of features ({features.shape[0]})."
         )
     matched = np.full(labels.size, -1, dtype=np.int64)
+    cells_of = pd.Series(np.arange(labels.size)).groupby([splits, labels], sort=False).indices
     for split_name in pd.unique(splits):
-        in_split = splits == split_name
-        controls = np.flatnonzero(in_split & (labels == control_label))
-        perturbed_labels = pd.unique(labels[in_split & (labels != control_label)])
-        if perturbed_labels.size and controls.size == 0:
+        controls = cells_of.get((split_name, control_label), np.empty(0, dtype=np.int64))
+        groups = [
+            cells
+            for (group_split, label), cells in cells_of.items()
+            if group_split == split_name and label != control_label
+        ]
+        if groups and controls.size == 0:
             raise GenevaeInputError(
                 f"split {str(split_name)!r} has perturbed cells but no {control_label!r} controls; "
                 "every split needs controls to match against."
             )
         x_control = _dense_rows(features, controls)
-        for label in perturbed_labels:
-            cells = np.flatnonzero(in_split & (labels == label))
+        for cells in groups:
             local = match_controls_ot(_dense_rows(features, cells), x_control, reg, cost_scale)
             matched[cells] = controls[local]
     return matched

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 import benchmarks  # noqa: F401  (OpenMP policy; harmless once torch is loaded)
@@ -14,6 +15,7 @@ from benchmarks import (
     memory,
     run_all,
     scale,
+    scale_perturbseq,
     startup,
     streaming,
     vega_vs_scvi,
@@ -153,6 +155,37 @@ def test_scale_toy_ladder_times_every_vega_node(tmp_path):
     for node in ("preprocess", "train_vega", "latent_maps", "differential_activity"):
         assert node in ladder["slopes"], node
     assert all(entry["peak_rss_bytes"] > 0 for entry in ladder["runs"][0]["nodes"].values())
+
+
+def test_scale_perturbseq_kind_runs_the_full_variant_with_cut_monte_carlo(tmp_path):
+    kind = scale.kind("perturbseq")
+    command = kind.command("perturbseq0", kind.ladders["toy"])
+    assert "--namespaces" not in command
+    outputs = command[command.index("--to-outputs") + 1].split(",")
+    assert "gpo_vae.perturbseq0.full.predicted_ate" in outputs
+    assert all(output.startswith("gpo_vae.perturbseq0.full.") for output in outputs)
+    params = command[command.index("--params") + 1]
+    assert "gpo_vae.perturbseq0.evaluation.n_particles=100" in params
+    assert scale_perturbseq.screen_design(100_000, kind.ladders["full"].sizes) == (500, 10_000)
+    assert scale_perturbseq.screen_design(12_500, kind.ladders["full"].sizes) == (62, 1_340)
+    scale.make_project(tmp_path)
+    config = kind.register(tmp_path, "perturbseq0", 150, kind.ladders["toy"])
+    entry = config["datasets"]["perturbseq0"]
+    assert entry["kind"] == "perturbseq" and entry["grn_reference"] == "grn_perturbseq0"
+    assert config["facts"]["n_perturbations"] == 4 and config["facts"]["n_cells_written"] == 150
+    edges = pd.read_csv(tmp_path / config["grn_references"]["grn_perturbseq0"]["file"])
+    assert list(edges.columns[:2]) == ["source", "target"] and len(edges) == 4 * 3
+
+
+@pytest.mark.slow
+def test_scale_toy_perturbseq_ladder_times_the_gpo_vae_nodes(tmp_path):
+    arguments = ["--kind", "perturbseq", "--scale", "toy", "--results-dir", str(tmp_path)]
+    assert scale.main(arguments) == 0
+    ladder = json.loads((tmp_path / "scale.json").read_text())["ladders"]["perturbseq"]
+    assert [run["n_perturbations"] for run in ladder["runs"]] == [4, 8]
+    for node in ("preprocess", "build_model_input", "train", "predict_ate", "test_iwelbo"):
+        assert node in ladder["slopes"], node
+    assert all(run["sparse_matrix_bytes"] > 0 for run in ladder["runs"])
 
 
 def test_scale_labels_nodes_without_the_dataset_name():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 import benchmarks  # noqa: F401  (OpenMP policy; harmless once torch is loaded)
@@ -14,6 +15,7 @@ from benchmarks import (
     memory,
     run_all,
     scale,
+    scale_perturbseq,
     startup,
     streaming,
     vega_vs_scvi,
@@ -126,8 +128,68 @@ def test_scale_slopes_are_log_log_fits_over_the_nodes_seen_at_every_size():
     assert slopes["vega.train_vega"]["wall_seconds_slope"] == pytest.approx(1.0)
     assert slopes["vega.train_vega"]["peak_rss_bytes_slope"] == pytest.approx(0.5)
     assert slopes["vega.volcano_plots"]["wall_seconds_slope"] == pytest.approx(0.0, abs=1e-9)
-    row = run_all.summary_rows("scale", {"slopes": slopes})[0]
-    assert row[1].endswith("vega.train_vega") and row[2] == "1.00"
+    row = run_all.summary_rows("scale", {"ladders": {"scrna": {"slopes": slopes}}})[0]
+    assert row[1] == "scrna: steepest node in cells: vega.train_vega" and row[2] == "1.00"
+
+
+def test_scale_kind_command_runs_its_pipelines_for_the_named_dataset():
+    kind = scale.kind("scrna")
+    command = kind.command("scrna0", kind.ladders["toy"])
+    assert command[command.index("--pipelines") + 1] == "data_processing,vega"
+    assert command[command.index("--namespaces") + 1] == "data_processing.scrna0,vega.scrna0"
+    assert command[command.index("--params") + 1] == "vega.scrna0.training.max_epochs=1"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        scale.kind("nope")
+
+
+def test_scale_results_merge_per_kind(tmp_path):
+    path = tmp_path / "scale.json"
+    path.write_text(json.dumps({"ladders": {"bulk": {"runs": [1]}, "scrna": {"runs": [1]}}}))
+    merged = scale.merge_into(path, {"scale": "toy", "ladders": {"scrna": {"runs": [2]}}})
+    assert merged["ladders"] == {"bulk": {"runs": [1]}, "scrna": {"runs": [2]}}
+
+
+@pytest.mark.slow
+def test_scale_toy_ladder_times_every_vega_node(tmp_path):
+    assert scale.main(["--kind", "scrna", "--scale", "toy", "--results-dir", str(tmp_path)]) == 0
+    ladder = json.loads((tmp_path / "scale.json").read_text())["ladders"]["scrna"]
+    assert [run["n_cells"] for run in ladder["runs"]] == list(
+        scale.kind("scrna").ladders["toy"].cells
+    )
+    for node in ("preprocess", "train_vega", "latent_maps", "differential_activity"):
+        assert node in ladder["slopes"], node
+    assert all(entry["peak_rss_bytes"] > 0 for entry in ladder["runs"][0]["nodes"].values())
+
+
+def test_scale_perturbseq_kind_runs_the_full_variant_with_cut_monte_carlo(tmp_path):
+    kind = scale.kind("perturbseq")
+    command = kind.command("perturbseq0", kind.ladders["toy"])
+    assert "--namespaces" not in command
+    outputs = command[command.index("--to-outputs") + 1].split(",")
+    assert "gpo_vae.perturbseq0.full.predicted_ate" in outputs
+    assert all(output.startswith("gpo_vae.perturbseq0.full.") for output in outputs)
+    params = command[command.index("--params") + 1]
+    assert "gpo_vae.perturbseq0.evaluation.n_particles=100" in params
+    assert scale_perturbseq.screen_design(100_000, kind.ladders["full"].sizes) == (500, 10_000)
+    assert scale_perturbseq.screen_design(12_500, kind.ladders["full"].sizes) == (62, 1_340)
+    scale.make_project(tmp_path)
+    config = kind.register(tmp_path, "perturbseq0", 150, kind.ladders["toy"])
+    entry = config["datasets"]["perturbseq0"]
+    assert entry["kind"] == "perturbseq" and entry["grn_reference"] == "grn_perturbseq0"
+    assert config["facts"]["n_perturbations"] == 4 and config["facts"]["n_cells_written"] == 150
+    edges = pd.read_csv(tmp_path / config["grn_references"]["grn_perturbseq0"]["file"])
+    assert list(edges.columns[:2]) == ["source", "target"] and len(edges) == 4 * 3
+
+
+@pytest.mark.slow
+def test_scale_toy_perturbseq_ladder_times_the_gpo_vae_nodes(tmp_path):
+    arguments = ["--kind", "perturbseq", "--scale", "toy", "--results-dir", str(tmp_path)]
+    assert scale.main(arguments) == 0
+    ladder = json.loads((tmp_path / "scale.json").read_text())["ladders"]["perturbseq"]
+    assert [run["n_perturbations"] for run in ladder["runs"]] == [4, 8]
+    for node in ("preprocess", "build_model_input", "train", "predict_ate", "test_iwelbo"):
+        assert node in ladder["slopes"], node
+    assert all(run["sparse_matrix_bytes"] > 0 for run in ladder["runs"])
 
 
 def test_scale_labels_nodes_without_the_dataset_name():

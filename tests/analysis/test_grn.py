@@ -171,6 +171,20 @@ def test_causalbench_eval_on_synthetic_screen_finds_true_edges():
     assert truth["mean_wasserstein"] > 3 * truth["negative_mean_wasserstein"]
 
 
+def test_causalbench_eval_of_sparse_anndata_equals_the_dense_frame():
+    screen = make_perturbseq_from_grn(seed=1, library_scale=0.3, chunk_cells=100)
+    adata = screen.adata.copy()
+    adata.X = log_normalise_counts(adata.X)
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    edges = screen.edges.assign(probability=np.linspace(1.0, 0.5, len(screen.edges)))
+    arguments = {"top_k": 20, "seed": 3, "targets": "measured"}
+    control = screen.control_label
+    sparse_result = causalbench_statistical_eval(edges, adata, labels, control, **arguments)
+    dense_result = causalbench_statistical_eval(edges, adata.to_df(), labels, control, **arguments)
+    assert sparse_result == dense_result
+    assert sparse_result["true_positives"] > 0
+
+
 # ---------------------------------------------------------------- ChIP-Atlas reference
 CHIPATLAS = "grn/chipatlas_K562_ChipSeq_causalbench.csv.gz"
 

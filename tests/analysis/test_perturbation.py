@@ -204,6 +204,33 @@ def test_noise_ceiling_drops_with_noise_and_needs_two_cells():
         split_half_noise_ceiling(counts[:41], labels[:41], "ctrl")
 
 
+def test_centroid_accuracy_equals_the_broadcast_distances_on_random_profiles():
+    rng = np.random.default_rng(1)
+    observed = pd.DataFrame(rng.normal(size=(30, 12)), index=[f"p{i}" for i in range(30)])
+    predicted = observed + rng.normal(scale=0.8, size=observed.shape)
+    obs, pred = observed.to_numpy(), predicted.to_numpy()
+    distances = np.sqrt(((pred[:, None, :] - obs[None, :, :]) ** 2).sum(axis=-1))
+    expected = np.mean((distances > np.diag(distances)[:, None]).sum(axis=1) / 29)
+    assert 0.5 < expected < 1.0
+    assert centroid_accuracy(observed, predicted) == pytest.approx(expected)
+
+
+def test_noise_ceiling_halves_are_the_per_label_permutations_in_sorted_label_order():
+    rng = np.random.default_rng(2)
+    labels = rng.choice(["ctrl", "B", "A", "C"], size=60)
+    counts = rng.poisson(3.0, size=(60, 5)).astype(float)
+    draw = np.random.default_rng(7)
+    halves = ([], [])
+    for label in np.unique(labels):
+        members = draw.permutation(np.flatnonzero(labels == label))
+        halves[0].append(members[: len(members) // 2])
+        halves[1].append(members[len(members) // 2 :])
+    rows = [np.sort(np.concatenate(half)) for half in halves]
+    effects = [observed_ate(counts[r], labels[r], "ctrl") for r in rows]
+    expected = ate_metrics(effects[0], effects[1], (2, 3))
+    assert split_half_noise_ceiling(counts, labels, "ctrl", seed=7, top_k=(2, 3)) == expected
+
+
 def test_training_mean_baselines():
     counts, labels = _duplicated_screen()
     per_perturbation = training_mean_baseline(counts, labels, "ctrl")

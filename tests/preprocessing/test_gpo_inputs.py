@@ -68,6 +68,21 @@ def test_matching_per_split_stays_within_split():
     assert (matched[15:30] == -1).all() and (matched[45:] == -1).all()
 
 
+def test_matching_interleaved_cells_equals_one_ot_per_split_and_label():
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(90, 4))
+    labels = rng.choice(["ctrl", "A", "B", "C"], size=90)
+    split = rng.choice(["train", "test"], size=90)
+    matched = match_controls_per_split(features, labels, split, "ctrl")
+    for part in ("train", "test"):
+        controls = np.flatnonzero((split == part) & (labels == "ctrl"))
+        for label in ("A", "B", "C"):
+            cells = np.flatnonzero((split == part) & (labels == label))
+            local = match_controls_ot(features[cells], features[controls])
+            np.testing.assert_array_equal(matched[cells], controls[local])
+    assert (matched[labels == "ctrl"] == -1).all()
+
+
 def test_matching_needs_controls_in_every_split():
     with pytest.raises(GenevaeInputError, match="split 'test' has perturbed cells but no"):
         match_controls_per_split(

@@ -21,6 +21,7 @@ from genevae.preprocessing.perturbseq_sources import (
     strong_perturbations,
     subset_perturbations,
 )
+from genevae.preprocessing.synthetic import make_perturbseq_from_grn
 
 ADAMSON_CONTROL = "62(mod)_pBA581"
 ADAMSON_TARGETS = ["BHLHE40", "EP300", "SNAI1", "SPI1", "ZNF326"]
@@ -128,6 +129,39 @@ def test_filter_cells_by_knockdown_keeps_cells_below_control_percentile():
     }
     with pytest.raises(GenevaeInputError, match="percentile=120"):
         filter_cells_by_knockdown(_knockdown_adata(), percentile=120)
+
+
+def _knockdown_loop(adata: ad.AnnData, percentile: float) -> np.ndarray:
+    """The filter's definition, one dense column and one label mask per perturbation."""
+    labels = adata.obs["gene"].astype(str).to_numpy()
+    controls = labels == "non-targeting"
+    keep = np.ones(adata.n_obs, dtype=bool)
+    for gene in set(labels[~controls]) & set(adata.var_names):
+        column = np.asarray(adata[:, gene].X.todense()).ravel()
+        cells = labels == gene
+        keep[cells] = column[cells] <= np.percentile(column[controls], percentile)
+    return keep
+
+
+@pytest.mark.parametrize("percentile", [10.0, 50.0])
+def test_filter_cells_by_knockdown_equals_the_per_gene_loop_on_a_sparse_screen(percentile):
+    screen = make_perturbseq_from_grn(
+        n_cells_per_group=25,
+        n_genes=80,
+        n_regulators=6,
+        n_targets_per_regulator=3,
+        library_scale=0.3,
+        chunk_cells=40,
+        seed=4,
+    ).adata
+    order = np.random.default_rng(0).permutation(screen.n_obs)  # groups interleaved
+    adata = ad.AnnData(X=screen.X[order], obs=screen.obs.iloc[order], var=screen.var)
+    adata.obs["gene"] = adata.obs["guide_gene"].astype(str)
+    adata.obs.loc[adata.obs["gene"] == "REG5", "gene"] = "NOT_MEASURED"
+    kept = filter_cells_by_knockdown(adata, percentile=percentile)
+    expected = _knockdown_loop(adata, percentile)
+    assert 0 < expected.sum() < adata.n_obs
+    assert list(kept.obs_names) == list(adata.obs_names[expected])
 
 
 def test_filter_perturbations_by_cell_count_is_strict_and_keeps_controls():

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from genevae.errors import GenevaeInputError
+from genevae.preprocessing import synthetic
+from genevae.preprocessing.gpo_inputs import log_normalise_counts
 from genevae.preprocessing.synthetic import make_module_dataset, make_perturbseq_from_grn
+from genevae.preprocessing.wilcoxon import rank_genes_vs_reference
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +109,55 @@ def test_perturbseq_rejects_bad_parameters():
         make_perturbseq_from_grn(knockdown=1.5)
     with pytest.raises(GenevaeInputError, match="n_genes=20"):
         make_perturbseq_from_grn(n_genes=20)
+    with pytest.raises(GenevaeInputError, match="n_control_cells=0"):
+        make_perturbseq_from_grn(n_control_cells=0)
+    with pytest.raises(GenevaeInputError, match="chunk_cells=0"):
+        make_perturbseq_from_grn(chunk_cells=0)
+
+
+SPARSE_SCREEN = {
+    "n_cells_per_group": 60,
+    "n_genes": 400,
+    "n_regulators": 10,
+    "n_targets_per_regulator": 4,
+    "n_control_cells": 150,
+    "library_scale": 0.3,
+    "seed": 5,
+}
+
+
+def test_chunked_screen_is_sparse_drawn_block_by_block_and_reproducible(monkeypatch):
+    blocks = []
+    draw = synthetic._screen_counts
+    monkeypatch.setattr(
+        synthetic,
+        "_screen_counts",
+        lambda rng, log_mean, *a: blocks.append(log_mean.shape) or draw(rng, log_mean, *a),
+    )
+    screen = make_perturbseq_from_grn(**SPARSE_SCREEN, chunk_cells=128).adata
+    assert sp.isspmatrix_csr(screen.X) and screen.layers["counts"] is screen.X
+    assert screen.shape == (10 * 60 + 150, 400)
+    assert screen.obs["perturbation"].value_counts()["non-targeting"] == 150
+    assert max(rows for rows, _ in blocks) == 128  # never all cells × genes at once
+    assert sum(rows for rows, _ in blocks) == screen.n_obs
+    assert 0.05 < screen.X.nnz / np.prod(screen.shape) < 0.6
+    np.testing.assert_array_equal(screen.X.data, np.round(screen.X.data))
+    again = make_perturbseq_from_grn(**SPARSE_SCREEN, chunk_cells=128).adata
+    assert (screen.X != again.X).nnz == 0
+
+
+def test_chunked_screen_planted_grn_is_recovered_by_the_de_test():
+    screen = make_perturbseq_from_grn(**SPARSE_SCREEN, chunk_cells=100)
+    log_x = log_normalise_counts(screen.adata.X)
+    labels = screen.adata.obs["perturbation"].astype(str).to_numpy()
+    table = rank_genes_vs_reference(
+        log_x, labels, screen.control_label, screen.adata.var_names, n_genes=5, rank_by_abs=True
+    )
+    top = table.groupby("group")["names"].apply(set)
+    found = [
+        target in top[regulator]
+        for regulator, target in screen.edges[["regulator", "target"]].itertuples(index=False)
+    ]
+    assert np.mean(found) >= 0.9
+    signs = table.merge(screen.edges, left_on=["group", "names"], right_on=["regulator", "target"])
+    assert (np.sign(signs["scores"]) == -np.sign(signs["weight"])).mean() >= 0.95

@@ -27,6 +27,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from genevae.errors import GenevaeInputError
+from genevae.preprocessing.wilcoxon import rank_genes_vs_reference
 
 DE_COLUMNS = ("group", "names", "logfoldchanges", "pvals_adj", "scores")
 FilterMode = Literal["paper", "original_precedence_bug"]
@@ -118,8 +119,10 @@ def rank_genes_long(
 ) -> pd.DataFrame:
     """scanpy ``rank_genes_groups`` against ``reference``, as one long table for all groups.
 
-    ``adata`` must hold log-normalised expression (in X or ``layer``). It is not modified:
-    the test runs on a light AnnData sharing its matrix. Columns: group, names, scores,
+    ``adata`` must hold log-normalised expression (in X or ``layer``); it is not modified.
+    The Wilcoxon test (all genes of every group) is computed by
+    :func:`~genevae.preprocessing.wilcoxon.rank_genes_vs_reference`, linear in cells; other
+    methods run scanpy on a light AnnData sharing the matrix. Columns: group, names, scores,
     logfoldchanges, pvals, pvals_adj; rows keep scanpy's order (score descending per group).
     """
     _require_obs(adata, groupby, "groupby")
@@ -128,8 +131,11 @@ def rank_genes_long(
         raise GenevaeInputError(
             f"reference={reference!r} is not a value of adata.obs[{groupby!r}]."
         )
+    matrix = adata.X if layer is None else adata.layers[layer]
+    if method == "wilcoxon":
+        return rank_genes_vs_reference(matrix, labels.to_numpy(), reference, adata.var_names, None)
     shell = ad.AnnData(
-        X=adata.X if layer is None else adata.layers[layer],
+        X=matrix,
         obs=pd.DataFrame({groupby: pd.Categorical(labels)}, index=adata.obs_names),
         var=pd.DataFrame(index=adata.var_names),
     )
@@ -253,18 +259,21 @@ def match_controls_per_split(
             f"row of features ({features.shape[0]})."
         )
     matched = np.full(labels.size, -1, dtype=np.int64)
+    cells_of = pd.Series(np.arange(labels.size)).groupby([splits, labels], sort=False).indices
     for split_name in pd.unique(splits):
-        in_split = splits == split_name
-        controls = np.flatnonzero(in_split & (labels == control_label))
-        perturbed_labels = pd.unique(labels[in_split & (labels != control_label)])
-        if perturbed_labels.size and controls.size == 0:
+        controls = cells_of.get((split_name, control_label), np.empty(0, dtype=np.int64))
+        groups = [
+            cells
+            for (group_split, label), cells in cells_of.items()
+            if group_split == split_name and label != control_label
+        ]
+        if groups and controls.size == 0:
             raise GenevaeInputError(
                 f"split {str(split_name)!r} has perturbed cells but no {control_label!r} controls; "
                 "every split needs controls to match against."
             )
         x_control = _dense_rows(features, controls)
-        for label in perturbed_labels:
-            cells = np.flatnonzero(in_split & (labels == label))
+        for cells in groups:
             local = match_controls_ot(_dense_rows(features, cells), x_control, reg, cost_scale)
             matched[cells] = controls[local]
     return matched

@@ -201,10 +201,18 @@ def subset_perturbations(
     return adata[keep.to_numpy()].copy()
 
 
-def _column(adata: ad.AnnData, gene: str, layer: str | None) -> np.ndarray:
+def _target_columns(adata: ad.AnnData, genes: Sequence[str], layer: str | None) -> sp.csc_matrix:
+    """The ``genes`` columns as one CSC block: a CSR column slice costs O(nnz) per gene."""
     matrix = adata.X if layer is None else adata.layers[layer]
-    values = matrix[:, adata.var_names.get_loc(gene)]
-    return values.toarray().ravel() if sp.issparse(values) else np.asarray(values).ravel()
+    return sp.csc_matrix(matrix[:, adata.var_names.get_indexer(genes)])
+
+
+def _column_values(block: sp.csc_matrix, column: int, rows: np.ndarray) -> np.ndarray:
+    """Dense values of one CSC column at ``rows``."""
+    values = np.zeros(block.shape[0], dtype=block.dtype)
+    start, stop = block.indptr[column], block.indptr[column + 1]
+    values[block.indices[start:stop]] = block.data[start:stop]
+    return values[rows]
 
 
 def filter_cells_by_knockdown(
@@ -229,12 +237,14 @@ def filter_cells_by_knockdown(
             f"control_label={control_label!r} never occurs in adata.obs[{perturbation_key!r}]."
         )
     keep = np.ones(adata.n_obs, dtype=bool)
-    for gene in pd.unique(labels[~controls]):
-        if gene not in adata.var_names:
-            continue
-        expression = _column(adata, gene, layer)
-        cells = labels == gene
-        keep[cells] = expression[cells] <= np.percentile(expression[controls], percentile)
+    cells_of = pd.Series(labels).groupby(labels, sort=False).indices
+    measured = [gene for gene in cells_of if gene != control_label and gene in adata.var_names]
+    block = _target_columns(adata, measured, layer)
+    control_rows = np.flatnonzero(controls)
+    for column, gene in enumerate(measured):
+        cells = cells_of[gene]
+        cut = np.percentile(_column_values(block, column, control_rows), percentile)
+        keep[cells] = _column_values(block, column, cells) <= cut
     if not keep[~controls].any():
         raise GenevaeInputError(
             f"no perturbed cell has its target at or below the {percentile}th percentile of "

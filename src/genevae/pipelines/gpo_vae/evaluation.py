@@ -90,7 +90,7 @@ def grn_metrics(
     k = params["grn_top_k"]
     statistics = causalbench_statistical_eval(
         edges,
-        cells.to_df(),
+        cells,  # sparse X, read one tested target column at a time
         cells.obs["perturbation"].astype(str).to_numpy(),
         meta["control_label"],
         top_k=k,

@@ -132,7 +132,7 @@ def test_vega_report_html_shows_the_evidence_table_verdicts_and_headline():
     cells = {module: re.findall(r"<td>(.*?)</td>", rest) for module, rest in rows}
     assert list(cells) == ["TRYPTOPHAN", "IFN_ALPHA_BETA", "RIBOSOME", "CYTOKINE"]
     assert cells["IFN_ALPHA_BETA"][:8] == [
-        "8.2", "6", "2.1", "0.001", "yes", "0.023", "yes", "8.00 ± 0.30"
+        "8.2", "6", "2.1", "0.001", "yes", "0.0233", "yes", "8.00 ± 0.30"
     ]  # fmt: skip
     assert cells["RIBOSOME"][:4] == ["-7", "-4.5", "-1.8", "0.01"]
     assert cells["CYTOKINE"][-1].startswith("not backed: random modules of its size")

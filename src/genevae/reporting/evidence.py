@@ -99,12 +99,12 @@ def top_evidence(
     table = pd.DataFrame(
         {
             "module": top["module"],
-            "ln BF": top["ln_bf"].round(2),
-            "module score ln BF": top["module_score_ln_bf"].round(2),
-            "GSEA NES": top["gsea_nes"].round(2),
-            "GSEA FDR": top["gsea_fdr"].map(lambda v: f"{v:.3g}" if _finite(v) else "–"),
+            "ln BF": top["ln_bf"],
+            "module score ln BF": top["module_score_ln_bf"],
+            "GSEA NES": top["gsea_nes"],
+            "GSEA FDR": top["gsea_fdr"],
             "baselines agree": top["calls_agree"].astype(bool),
-            "control p": top["control_empirical_p"].round(3),
+            "control p": top["control_empirical_p"],
             "passes control": top["control_pass"].astype(bool),
         }
     )

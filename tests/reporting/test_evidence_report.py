@@ -150,3 +150,11 @@ def test_vega_report_without_evidence_says_so():
         pd.DataFrame(columns=["module"]), None, {}, ln_bf_cap=27.6,
     )  # fmt: skip
     assert "No evidence table." in page
+
+
+def test_a_comparison_without_significant_modules_gets_an_empty_table():
+    evidence, stability, heldout = _evidence()
+    evidence["is_significant"] = False
+    summary, blocks = evidence_report(evidence, stability, heldout)
+    assert f"{COMPARISON}: 0 of 7 modules significant" in summary
+    assert blocks[0].table.empty and "verdict" in blocks[0].table.columns

@@ -84,10 +84,12 @@ def module_verdict(row: Mapping[str, object], ln_bf_threshold: float = 3.0) -> s
     return f"{label}: {control_words}; {baseline_words}{_stability_phrase(row, ln_bf_threshold)}"
 
 
-def _mean_sd(table: pd.DataFrame, prefix: str) -> pd.Series:
-    mean, sd = table[f"{prefix}_mean"], table[f"{prefix}_sd"]
-    text = mean.map("{:.2f}".format) + " ± " + sd.map("{:.2f}".format)
-    return text.where(mean.notna(), "–")
+def _mean_sd(table: pd.DataFrame, prefix: str) -> list[str]:
+    pairs = zip(table[f"{prefix}_mean"], table[f"{prefix}_sd"], strict=True)
+    return [
+        "–" if not _finite(m) else f"{m:.2f} ± {sd:.2f}" if _finite(sd) else f"{m:.2f}"
+        for m, sd in pairs
+    ]
 
 
 def top_evidence(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import html
-import re
-from pathlib import Path
 
 import anndata as ad
 import mlflow
@@ -12,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from genevae.datasets.fetch import sha256_of
+from tests.evidence_checks import assert_page_shows_evidence
 from tests.project import latest_version as _latest
 from tests.project import mlflow_run
 
@@ -49,7 +48,10 @@ def test_vega_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipe
         _latest(data / "08_reporting" / "kang" / "vega_heldout_reconstruction.parquet")
     )
     assert heldout["kind"].tolist() == ["real", "random_mask", "random_mask"]
-    _assert_report_shows_evidence(data / "08_reporting" / "kang", evidence, heldout)
+    page = html.unescape(_latest(data / "08_reporting" / "kang" / "vega_report.html").read_text())
+    assert_page_shows_evidence(
+        page.split('<h2 id="evidence">')[1].split("<h2 ")[0], data / "08_reporting" / "kang"
+    )
 
     run_id = mlflow_run(processed_project, "vega.kang")  # one run per pipeline × dataset
     history = mlflow.MlflowClient().get_metric_history(run_id, "train_loss")
@@ -75,24 +77,3 @@ def test_vega_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipe
     assert tags["dataset"] == "kang" and tags["raw.kang.raw.sha256"] == sha256_of(
         processed_project / tags["raw.kang.raw.path"]
     )
-
-
-def _assert_report_shows_evidence(
-    reporting: Path, evidence: pd.DataFrame, heldout: pd.DataFrame
-) -> None:
-    """The HTML report carries the evidence table's own counts, control p and reconstruction."""
-    page = html.unescape(_latest(reporting / "vega_report.html").read_text())
-    shown = page.split('<h2 id="evidence">')[1].split("<h2 ")[0]
-    for name, rows in evidence.groupby("comparison"):
-        called = rows[rows["is_significant"]]
-        assert f"{name}: {len(called)} of {len(rows)} modules significant" in shown
-        for row in (
-            called.reindex(called["ln_bf"].abs().sort_values().index[::-1]).head(10).itertuples()
-        ):
-            assert re.search(
-                rf"<td>{re.escape(row.module)}</td>\s*<td>{row.ln_bf:.3g}</td>", shown
-            ), row.module
-    real, random = heldout.groupby("kind")["validation_reconstruction"].mean()[
-        ["real", "random_mask"]
-    ]
-    assert f"real mask {real:.4f}, random masks {random:.4f}" in shown

@@ -118,11 +118,16 @@ def top_evidence(
     return table.reset_index(drop=True)
 
 
+def call_counts(rows: pd.DataFrame) -> tuple[pd.Series, int, int]:
+    """Significant modules (mask), how many beat the control, and how many of those are backed."""
+    called = rows["is_significant"].astype(bool)
+    passing = called & rows["control_pass"].astype(bool)
+    return called, int(passing.sum()), int((passing & rows["calls_agree"].astype(bool)).sum())
+
+
 def _comparison_summary(name: str, rows: pd.DataFrame, stability: pd.DataFrame) -> str:
     """Counts of backed calls, the top-k overlap over replicates, and the calls VEGA misses."""
-    called = rows["is_significant"].astype(bool)
-    passing = int(rows["control_pass"].astype(bool).sum())
-    backed = int((called & rows["control_pass"].astype(bool) & rows["calls_agree"]).sum())
+    called, passing, backed = call_counts(rows)
     text = (
         f"{name}: {int(called.sum())} of {len(rows)} modules significant; {passing} beat their "
         f"size-matched random modules; {backed} of these also have every baseline's call."
@@ -198,10 +203,9 @@ def evidence_headline(evidence: pd.DataFrame) -> list[str]:
     """One console line per comparison: how many significant calls the evidence backs."""
     lines = []
     for name, rows in evidence.groupby("comparison", sort=False):
-        called = rows["is_significant"].astype(bool)
-        backed = called & rows["control_pass"].astype(bool) & rows["calls_agree"].astype(bool)
+        called, _, backed = call_counts(rows)
         lines.append(
-            f"Evidence, {name}: {int(backed.sum())} of {int(called.sum())} significant "
-            "modules beat the random-mask control and agree with every baseline"
+            f"Evidence, {name}: {backed} of {int(called.sum())} significant modules beat the "
+            "random-mask control and agree with every baseline"
         )
     return lines

@@ -298,16 +298,13 @@ def _evidence_metrics(
     evidence: pd.DataFrame, stability: pd.DataFrame, heldout: pd.DataFrame, model: str
 ) -> pd.DataFrame:
     """Counts of backed calls and top-k overlaps per comparison; held-out reconstruction."""
+    from genevae.reporting.evidence import call_counts
+
     rows = []
     for name, table in evidence.groupby("comparison", sort=False):
-        called = table["is_significant"].astype(bool)
-        passing = called & table["control_pass"].astype(bool)
-        counts = {
-            "n_significant": called,
-            "n_beating_control": passing,
-            "n_backed": passing & table["calls_agree"].astype(bool),
-        }
-        rows += [(model, "evidence", m, name, float(v.sum())) for m, v in counts.items()]
+        called, passing, backed = call_counts(table)
+        counts = {"n_significant": called.sum(), "n_beating_control": passing, "n_backed": backed}
+        rows += [(model, "evidence", m, name, float(v)) for m, v in counts.items()]
     for row in stability.itertuples():
         metric = f"top{row.k}_overlap_{row.kind}"
         rows.append((model, "evidence", metric, row.comparison, row.top_k_overlap))

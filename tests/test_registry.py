@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kedro.io import AbstractDataset
 
 from genevae.config import GenevaeConfigLoader
 from genevae.errors import GenevaeInputError
 from genevae.pipelines.data_processing.pipeline import create_pipeline as data_processing
 from genevae.pipelines.evaluation.pipeline import create_pipeline as evaluation
 from genevae.pipelines.vega.pipeline import create_pipeline as vega
+from genevae.preprocessing.perturbseq_sources import strong_perturbations
 from genevae.registry import Registry, dataset_parameters, deep_merge, raw_catalog_entries
 from genevae.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
@@ -157,3 +159,29 @@ def test_pipelines_are_instantiated_per_dataset_and_lineage_reaches_the_report()
     assert "vega.kang.model@saved" in model.all_outputs()
     combined = model + report
     assert combined.only_nodes_with_inputs("vega.kang.model").nodes
+
+
+def test_a_screens_summary_statistics_become_a_catalog_entry_and_the_filters_input(tmp_path):
+    table = tmp_path / "summary.tsv"
+    table.write_text(
+        "genetic perturbation\tNumber of DEGs (anderson-darling)\tpercent knockdown\t"
+        "number of cells (filtered)\n1_SPI1_P1\t80\t-0.7\t150\n2_EP300_P1\t3\t-0.7\t150\n"
+    )
+    screens = {
+        "screen": SCREEN | {"summary_stats": {"file": str(table)}},
+        "k562": SCREEN | {"summary_stats": {"file": "s2.xlsx", "sheet": "TabB"}},
+        "plain": SCREEN,
+    }
+    entries = raw_catalog_entries(Registry(datasets=screens))
+    assert entries["k562.summary_stats"]["type"] == "pandas.ExcelDataset"
+    assert entries["k562.summary_stats"]["load_args"] == {"sheet_name": "TabB"}
+    assert "plain.summary_stats" not in entries
+    loaded = AbstractDataset.from_config("screen.summary_stats", entries["screen.summary_stats"])
+    assert strong_perturbations(loaded.load()) == ["SPI1"]  # the authors' thresholds
+    nodes = {n.name: n for n in data_processing(Registry(datasets=screens)).nodes}
+    assert nodes["data_processing.screen.preprocess"].inputs == [
+        "screen.raw",
+        "params:data_processing.screen.perturbseq",
+        "screen.summary_stats",
+    ]
+    assert "plain.summary_stats" not in nodes["data_processing.plain.preprocess"].inputs

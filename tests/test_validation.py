@@ -358,6 +358,29 @@ REGISTRY_CASES: list[RegistryCase] = [
         "`datasets.cells.comparisons`?",
     ),
     (
+        "missing_summary_stats",
+        lambda r, _: r["datasets"]["screen"].update(summary_stats={"file": "data/01_raw/s2.csv"}),
+        "`datasets.screen.summary_stats.file` = 'data/01_raw/s2.csv': no such file",
+    ),
+    (
+        "summary_stats_without_the_filter_columns",
+        lambda r, root: (
+            (root / "data" / "01_raw" / "s2.csv").write_text("perturbation,knockdown\nSPI1,-0.9\n"),
+            r["datasets"]["screen"].update(summary_stats={"file": "data/01_raw/s2.csv"}),
+        ),
+        "`datasets.screen.summary_stats` = 'data/01_raw/s2.csv' lacks the column(s) "
+        "['genetic perturbation', 'Number of DEGs (anderson-darling)', 'percent knockdown', "
+        "'number of cells (filtered)'] that the strong-perturbation filter reads",
+    ),
+    (
+        "summary_stats_sheet_typo",
+        lambda r, _: r["datasets"]["screen"].update(
+            summary_stats={"file": "data/01_raw/s2.xlsx", "sheets": "TabB"}
+        ),
+        "`datasets.screen.summary_stats.sheets` is not a known parameter; did you mean "
+        "`datasets.screen.summary_stats.sheet`?",
+    ),
+    (
         "grn_reference_without_columns",
         lambda r, _: r["grn_references"]["grn"].pop("source_col"),
         "`grn_references.grn.source_col` is missing",
@@ -380,6 +403,25 @@ def test_bad_registry_or_data_is_named_in_one_message(
     assert message.startswith("The configuration has 1 problem; nothing was run or written.")
     assert expected in message
     assert "Traceback" not in message and "\n\n" not in message
+
+
+def test_a_summary_table_with_the_filter_columns_passes(project: Path) -> None:
+    registry = _registry()
+    path = project / "data" / "01_raw" / "s2.xlsx"
+    pd.DataFrame(
+        {
+            "genetic perturbation": ["1_SPI1_P1"],
+            "Number of DEGs (anderson-darling)": [80],
+            "percent knockdown": [-0.8],
+            "number of cells (filtered)": [120],
+        }
+    ).to_excel(path, sheet_name="TabB", index=False)
+    screen = registry["datasets"]["screen"]
+    screen["summary_stats"] = {"file": "data/01_raw/s2.xlsx", "sheet": "TabB"}
+    _validate(registry, project)
+    screen["summary_stats"]["sheet"] = "TabC"
+    with pytest.raises(GenevaeConfigError, match="does not read as a table .*TabC"):
+        _validate(registry, project)
 
 
 def test_all_problems_are_listed_together(project: Path) -> None:

@@ -14,6 +14,7 @@ import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from genevae.errors import GenevaeInputError
@@ -110,9 +111,22 @@ def _raw(
     return spec
 
 
+def summary_stats_entry(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The catalog entry of a Perturb-seq screen's per-perturbation summary statistics
+    (Replogle Table S2 layout): an Excel sheet (``sheet``, default the first) or a CSV/TSV."""
+    suffix = PurePosixPath(spec["file"]).suffix.lower()
+    if suffix in (".xlsx", ".xls"):
+        sheet = spec.get("sheet")
+        return _raw("pandas.ExcelDataset", spec, load_args={"sheet_name": sheet or 0})
+    return _raw("pandas.CSVDataset", spec, load_args={"sep": "\t" if suffix == ".tsv" else ","})
+
+
 def _raw_entries(name: str, entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if entry["kind"] != "bulk":
-        return {f"{name}.raw": _raw("genevae.datasets.anndata_dataset.AnnDataDataset", entry)}
+        raw = {f"{name}.raw": _raw("genevae.datasets.anndata_dataset.AnnDataDataset", entry)}
+        if entry.get("summary_stats"):  # Perturb-seq: the strong-perturbation filter's table
+            raw[f"{name}.summary_stats"] = summary_stats_entry(entry["summary_stats"])
+        return raw
     entries = {
         f"{name}.raw.{cohort}": _raw(
             "genevae.datasets.readers.ExpressionMatrixDataset", {**entry, "file": path}

@@ -106,12 +106,21 @@ class ScrnaDataset(_Entry):
     gene_sets: list[str] = []
 
 
+class SummaryStats(_Strict):
+    """Per-perturbation summary statistics (Replogle Table S2 columns) for the strong-
+    perturbation filter: a CSV/TSV, or an Excel file and its sheet (default: the first)."""
+
+    file: str
+    sheet: str | None = None
+
+
 class PerturbseqDataset(_Entry):
     kind: Literal["perturbseq"]
     file: str
     obs: PerturbseqObs
     control_label: Label
     grn_reference: str | None = None
+    summary_stats: SummaryStats | None = None
 
 
 class BulkDataset(_Entry):
@@ -511,6 +520,8 @@ def dataset_problems(
         files = _bulk_files(where, entry)
         return [p for key, file in files for p in file_problem(key, file, root, required)]
     problems = _collection_file_problems(entry, params, root, required)
+    if entry.get("summary_stats"):
+        problems += _summary_stats_problems(f"{where}.summary_stats", entry, root, required)
     missing = file_problem(f"{where}.file", entry["file"], root, required)
     if missing or not (root / entry["file"]).exists():
         return missing + problems
@@ -545,6 +556,36 @@ def _collection_file_problems(
         for block, name, spec in listed
         if spec is not None
         for problem in file_problem(f"{block}.{name}.file", spec["file"], root, required)
+    ]
+
+
+def _summary_stats_problems(
+    key: str, entry: Mapping[str, Any], root: Path, required: Files
+) -> list[str]:
+    """The summary-statistics table exists, reads, and has the strong-perturbation columns."""
+    import pandas as pd
+
+    from genevae.preprocessing.perturbseq_sources import SUMMARY_COLUMNS
+    from genevae.registry import summary_stats_entry
+
+    spec = entry["summary_stats"]
+    missing = file_problem(f"{key}.file", spec["file"], root, required)
+    path = root / spec["file"]
+    if missing or not path.exists():
+        return missing
+    catalog = summary_stats_entry(spec)
+    read = pd.read_excel if catalog["type"] == "pandas.ExcelDataset" else pd.read_csv
+    try:
+        header = read(path, nrows=0, **catalog["load_args"])
+    except Exception as error:  # any reason the table does not read
+        return [f"`{key}` = {spec['file']!r} does not read as a table ({type(error).__name__}: "
+                f"{error}); give a CSV/TSV, or an Excel file and its `sheet`."]  # fmt: skip
+    absent = [column for column in SUMMARY_COLUMNS if column not in header.columns]
+    if not absent:
+        return []
+    return [
+        f"`{key}` = {spec['file']!r} lacks the column(s) {absent} that the strong-perturbation "
+        f"filter reads (Replogle et al. 2022 Table S2: {list(SUMMARY_COLUMNS)})."
     ]
 
 

@@ -248,3 +248,50 @@ def test_cell_filters_say_when_nothing_is_left():
         apply_cell_filters(adata, {"knockdown_percentile": 10.0})
     with pytest.raises(GenevaeInputError, match="strong-perturbation filter"):
         strong_perturbations(_summary_table(), min_degs=1000)
+
+
+STRONG_ONLY = {
+    "strong_perturbations": {"min_degs": 50, "max_knockdown": -0.3, "min_cells": 25},
+    "knockdown_percentile": None,
+    "min_cells_per_perturbation": None,
+}
+
+
+def _screen() -> ad.AnnData:
+    """Five perturbations of 4 cells (ZZZZ is absent from the summary table) and 8 controls."""
+    labels = ["non-targeting"] * 8 + [g for g in ("AAMP", "BBBB", "CCCC", "DDDD", "ZZZZ")
+                                       for _ in range(4)]  # fmt: skip
+    return ad.AnnData(
+        X=np.ones((len(labels), 2), dtype=np.float32),
+        obs=pd.DataFrame({"gene": labels}, index=[f"c{i}" for i in range(len(labels))]),
+    )
+
+
+def test_strong_perturbation_filter_keeps_the_strong_ones_and_logs_the_rest(caplog):
+    caplog.set_level("INFO", logger="genevae.preprocessing.perturbseq_sources")
+    kept = apply_cell_filters(_screen(), STRONG_ONLY, summary_stats=_summary_table())
+    # AAMP: 51 DEGs, −0.9, 200 cells; CCCC: knockdown exactly −0.3. BBBB has 50 DEGs (not > 50),
+    # DDDD −0.29, and ZZZZ is not in the table.
+    assert kept.obs["gene"].value_counts().to_dict() == {
+        "non-targeting": 8,
+        "AAMP": 4,
+        "CCCC": 4,
+    }
+    assert "kept 2 of 5 perturbations; dropped BBBB, DDDD, ZZZZ" in caplog.text
+
+
+def test_strong_perturbation_filter_without_a_summary_table_is_logged_as_not_applied(caplog):
+    kept = apply_cell_filters(_screen(), STRONG_ONLY)
+    assert kept.n_obs == 28
+    warning = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "Strong-perturbation filter NOT applied" in warning[0].getMessage()
+    off = STRONG_ONLY | {"strong_perturbations": None}
+    assert apply_cell_filters(_screen(), off, summary_stats=_summary_table()).n_obs == 28
+
+
+def test_a_summary_table_of_another_screen_is_named():
+    other = _summary_table().assign(
+        **{"genetic perturbation": lambda t: t["genetic perturbation"].str.replace("_", "_X", n=1)}
+    )
+    with pytest.raises(GenevaeInputError, match="check that the table is this screen's"):
+        apply_cell_filters(_screen(), STRONG_ONLY, summary_stats=other)

@@ -87,3 +87,31 @@ def test_tybalt_and_gpo_vae_reports_carry_their_tables_and_figures():
     page, headline = gpo_vae_report(comparison, edges, {"heatmap": _png("h")})
     assert headline == ["GPO-VAE: 1 top regulatory edges; best auroc: gpo_vae (0.8)"]
     assert "DDIT3" in page and "random" in page
+
+
+def test_gpo_vae_report_puts_every_baseline_beside_gpo_vae_on_the_systema_metrics():
+    predictors = ["gpo_vae", "gpo_vae_no_grn", "gpo_vae_no_artifact", "control_mean"]
+    predictors += ["pooled_training_mean", "training_mean", "linear_model", "split_half_ceiling"]
+    centroid = [0.312, 0.301, 0.302, 0.388, np.nan, 0.072, 0.081, -0.308]
+    comparison = pd.DataFrame(
+        {
+            "pearson_delta_vs_control_top20de_pooled_testcells": np.linspace(0.1, 0.8, 8),
+            "pearson_delta_vs_perturbed_centroid_allgenes_testcells": centroid,
+            "centroid_accuracy_testcells": [0.6, 0.58, 0.55, 0.5, 0.5, 0.6, 0.6, 0.65],
+            "test_iwelbo": -2248.0,
+        },
+        index=pd.Index(predictors, name="predictor"),
+    )
+    page, headline = gpo_vae_report(comparison, pd.DataFrame(columns=["regulator"]), {})
+    assert (
+        "pearson_delta_vs_perturbed_centroid_allgenes_testcells: gpo_vae 0.312, "
+        "best baseline control_mean 0.388" in headline
+    )
+    assert "centroid_accuracy_testcells: gpo_vae 0.600, best baseline training_mean 0.600" in (
+        headline
+    )  # the noise ceiling (0.65) is no baseline
+    systema = page.split("Paper and Systema metrics, held-out cells")[1].split("All metrics")[0]
+    for predictor, value in zip(predictors, centroid, strict=True):
+        shown = "–" if np.isnan(value) else f"{value:.3g}"
+        assert re.search(rf"<td>{predictor}</td>\s*<td>[^<]*</td>\s*<td>{shown}</td>", systema)
+    assert "test_iwelbo" not in systema and "test_iwelbo" in page

@@ -8,6 +8,7 @@ Table S2, then cells by knockdown, then perturbations by cell count.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import scipy.sparse as sp
 from genevae.errors import GenevaeInputError
 
 CONTROL_LABEL = "non-targeting"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,46 @@ def filter_perturbations_by_cell_count(
     return adata[keep].copy()
 
 
+def _strong_perturbation_filter(
+    adata: ad.AnnData,
+    thresholds: Mapping[str, Any] | None,
+    summary_stats: pd.DataFrame | None,
+    perturbation_key: str,
+    control_label: str,
+) -> ad.AnnData:
+    """Keep the strong perturbations when both thresholds and the summary table are given;
+    say in the log which perturbations it dropped, or why it did not run."""
+    if thresholds is None:
+        logger.info("Strong-perturbation filter: off (cell_filters.strong_perturbations: null).")
+        return adata
+    if summary_stats is None:
+        logger.warning(
+            "Strong-perturbation filter NOT applied: the dataset has no summary statistics "
+            "(Replogle Table S2 columns; set `summary_stats: {file: ...}` in its "
+            "datasets.yml entry). All perturbations go on to the knockdown filter."
+        )
+        return adata
+    strong = set(strong_perturbations(summary_stats, **thresholds))
+    labels = adata.obs[perturbation_key].astype(str)
+    present = set(labels[labels != control_label])
+    kept = present & strong
+    if not kept:
+        raise GenevaeInputError(
+            f"no perturbation of the data passes the strong-perturbation filter "
+            f"({thresholds}); {len(strong)} pass in the summary statistics, none of them among "
+            f"the data's {sorted(present)[:5]}…; check that the table is this screen's."
+        )
+    dropped = sorted(present - strong)
+    logger.info(
+        "Strong-perturbation filter (%s): kept %d of %d perturbations; dropped %s",
+        dict(thresholds),
+        len(kept),
+        len(present),
+        ", ".join(dropped[:20]) + (f" … ({len(dropped)} in all)" if len(dropped) > 20 else ""),
+    )
+    return subset_perturbations(adata, sorted(kept), perturbation_key, control_label)
+
+
 def apply_cell_filters(
     adata: ad.AnnData,
     filters: Mapping[str, Any],
@@ -292,14 +334,15 @@ def apply_cell_filters(
     """GPO-VAE's raw-data filters in the authors' order (models.md §3.5 steps 2–4).
 
     ``filters`` holds ``strong_perturbations`` (keyword arguments of
-    :func:`strong_perturbations`; applied when ``summary_stats``, Replogle Table S2, is given),
+    :func:`strong_perturbations`; applied when ``summary_stats``, Replogle Table S2, is given,
+    and logged as not applied when it is not),
     ``knockdown_percentile`` (:func:`filter_cells_by_knockdown`) and
     ``min_cells_per_perturbation`` (:func:`filter_perturbations_by_cell_count`); a null value
     switches a filter off. Counts must be raw (X or ``layer``), as in the original.
     """
-    if summary_stats is not None and filters.get("strong_perturbations") is not None:
-        strong = strong_perturbations(summary_stats, **filters["strong_perturbations"])
-        adata = subset_perturbations(adata, strong, perturbation_key, control_label)
+    adata = _strong_perturbation_filter(
+        adata, filters.get("strong_perturbations"), summary_stats, perturbation_key, control_label
+    )
     if filters.get("knockdown_percentile") is not None:
         adata = filter_cells_by_knockdown(
             adata, perturbation_key, control_label, filters["knockdown_percentile"], layer

@@ -16,11 +16,14 @@ import numpy as np
 import pandas as pd
 
 from genevae.analysis.metrics import spearman
+from genevae.reporting.evidence import evidence_headline, evidence_report
 from genevae.reporting.html import render_report
 from genevae.reporting.sections import FigureBlock, ReportSection, TableBlock
 from genevae.reporting.summary import rank_modules, top_modules_headline
 
 Figures = bytes | Mapping[str, bytes]
+Evidence = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
+"""The vega pipeline's differential_evidence, evidence_stability and heldout_reconstruction."""
 
 
 def figure_blocks(figures: Figures, title: str, caption: str = "") -> list[FigureBlock]:
@@ -53,18 +56,25 @@ def vega_report(
     figures: Mapping[str, Figures],
     *,
     ln_bf_cap: float,
+    evidence: Evidence | None = None,
     parameters: Mapping[str, Any] | None = None,
     n_top: int = 15,
+    ln_bf_threshold: float = 3.0,
 ) -> tuple[str, list[str]]:
-    """The Bayes-factor report: top modules per comparison, volcanoes, agreement with GSEA
-    (and module scores when the GSEA table has ``module_score*`` columns), UMAPs, training.
+    """The Bayes-factor report: top modules per comparison, volcanoes, the evidence behind the
+    top calls, agreement with GSEA (and module scores when the GSEA table has
+    ``module_score*`` columns), UMAPs, training.
 
     ``figures`` holds the saved PNGs under ``volcano``, ``gsea``, ``umap``, ``activity`` and
-    ``training`` (missing keys are left out).
+    ``training`` (missing keys are left out). ``evidence`` is the vega pipeline's
+    ``(differential_evidence, evidence_stability, heldout_reconstruction)``.
     """
     headline = top_modules_headline(bf_table, cap=ln_bf_cap)
+    if evidence is not None:
+        headline += evidence_headline(evidence[0])
     sections = [
         _modules_section(bf_table, top_genes, figures, ln_bf_cap, n_top),
+        _evidence_section(evidence, ln_bf_threshold),
         _agreement_section(gsea_table, figures),
         _figure_section("latent", "Module activities", figures, ("umap", "activity")),
         _figure_section("training", "Training", figures, ("training",)),
@@ -99,6 +109,14 @@ def _modules_section(
     genes = top_genes[top_genes["module"].isin(modules[:5])]
     blocks.append(TableBlock("Highest-weight genes of the top modules", genes, collapsed=True))
     return ReportSection("modules", "Differential modules", "\n\n".join(summary), blocks=blocks)
+
+
+def _evidence_section(evidence: Evidence | None, ln_bf_threshold: float) -> ReportSection:
+    title = "Evidence behind the calls"
+    if evidence is None:
+        return ReportSection("evidence", title, "No evidence table.", available=False)
+    summary, blocks = evidence_report(*evidence, ln_bf_threshold=ln_bf_threshold)
+    return ReportSection("evidence", title, summary, blocks=list(blocks))
 
 
 def _agreement_section(
@@ -163,21 +181,46 @@ def tybalt_report(
     ), headline
 
 
+SYSTEMA_METRICS = (
+    "pearson_delta_vs_control_top20de_pooled_testcells",
+    "pearson_delta_vs_perturbed_centroid_allgenes_testcells",
+    "pearson_delta_vs_perturbed_centroid_top20de_testcells",
+    "centroid_accuracy_testcells",
+)
+"""Columns of the headline table: the paper's ATE r (top-20 DE, pooled) and the Systema
+metrics (Pearson Δ against the perturbed centroid, centroid accuracy), on held-out cells."""
+
+
 def gpo_vae_report(
     comparison: pd.DataFrame,
     top_edges: pd.DataFrame,
     figures: Mapping[str, Figures],
     *,
     parameters: Mapping[str, Any] | None = None,
+    variants: Sequence[str] = ("gpo_vae", "gpo_vae_no_grn", "gpo_vae_no_artifact"),
 ) -> tuple[str, list[str]]:
-    """The GRN report: GPO-VAE and its ablations beside the baselines, top edges, heat map."""
+    """The GRN report: GPO-VAE and its ablations beside every baseline on the paper's and the
+    Systema metrics, the full table, top edges, heat map."""
     table = comparison.reset_index() if comparison.index.name else comparison
     headline = [f"GPO-VAE: {len(top_edges)} top regulatory edges; " + _best_line(table)]
+    headline += _systema_lines(table, variants)
+    columns = [c for c in SYSTEMA_METRICS if c in table.columns]
     metrics = ReportSection(
         "metrics",
         "Metrics beside baselines",
-        "Rows: GPO-VAE, its ablations and the baselines; columns: ATE, IWELBO and GRN scores.",
-        blocks=[TableBlock("Predictors", table, max_rows=None)],
+        "Rows: GPO-VAE, its ablations and the baselines (no change, the mean of the training "
+        "perturbations, each perturbation's training mean, the linear model of Ahlmann-Eltze "
+        "et al. 2025) and the split-half noise ceiling. Systema (Viñas Torné et al. 2025) "
+        "scores against the perturbed centroid, which removes the shift all perturbations "
+        "share.",
+        blocks=[
+            TableBlock(
+                "Paper and Systema metrics, held-out cells",
+                table[[table.columns[0], *columns]],
+                max_rows=None,
+            ),
+            TableBlock("All metrics", table, max_rows=None, collapsed=bool(columns)),
+        ],
     )
     edges = ReportSection(
         "edges",
@@ -193,6 +236,24 @@ def gpo_vae_report(
     return _page(
         "GPO-VAE: gene regulatory network", sections, headline, parameters=parameters
     ), headline
+
+
+def _systema_lines(table: pd.DataFrame, variants: Sequence[str]) -> list[str]:
+    """Per headline metric: GPO-VAE's value against the best baseline's (ceiling excluded)."""
+    by_name = table.set_index(table.columns[0])
+    model = next((v for v in variants if v in by_name.index), None)
+    baselines = [n for n in by_name.index if n not in variants and "ceiling" not in str(n)]
+    lines = []
+    for column in (c for c in SYSTEMA_METRICS if c in by_name.columns and model is not None):
+        scores = by_name.loc[baselines, column].dropna()
+        if scores.empty:
+            continue
+        best = scores.idxmax()
+        lines.append(
+            f"{column}: {model} {by_name.loc[model, column]:.3f}, "
+            f"best baseline {best} {scores[best]:.3f}"
+        )
+    return lines
 
 
 def _best_line(table: pd.DataFrame) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from html import unescape
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.evidence_checks import assert_page_shows_evidence
 from tests.project import latest_version, mlflow_run
 
 # The experiments that retrain VEGA run in the slow test; the default one scores the model.
@@ -37,6 +40,8 @@ def test_report_scores_vega_beside_baselines_and_marks_models_not_run(evaluated)
     ).exists():
         assert "Tybalt has not been run yet" in html
     assert "The generalisation experiments are disabled" in html
+    assert "Evidence for the top significant modules" in html
+    assert_page_shows_evidence(unescape(html), evaluated / "data" / "08_reporting" / "kang")
     vega_run = mlflow_run(evaluated, "vega.kang")
     assert f"/runs/{vega_run}" in html  # the model's version links to the run that trained it
 

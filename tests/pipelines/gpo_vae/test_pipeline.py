@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import anndata as ad
 import mlflow
 import numpy as np
 import pandas as pd
 
 from genevae.pipelines.gpo_vae.pipeline import VARIANTS
+from genevae.reporting.html import format_number
 from tests.project import latest_version as _latest
 from tests.project import mlflow_run
 
@@ -70,6 +74,14 @@ def test_gpo_vae_pipeline_writes_outputs_and_mlflow_run(processed_project, run_p
     ):
         assert column in comparison.columns
     assert np.isfinite(comparison.loc[list(VARIANTS.values()), "test_iwelbo"]).all()
+    report = html.unescape(
+        _latest(data / "08_reporting" / "adamson" / "gpo_vae_report.html").read_text()
+    )
+    systema = report.split("Paper and Systema metrics, held-out cells")[1].split("All metrics")[0]
+    for predictor, accuracy in comparison["centroid_accuracy_testcells"].items():
+        row = re.search(rf"<td>{predictor}</td>((?:\s*<td>[^<]*</td>)+)", systema)
+        assert row is not None, predictor
+        assert f"<td>{format_number(accuracy)}</td>" in row.group(1), predictor
 
     run_id = mlflow_run(processed_project, "gpo_vae.adamson")
     client = mlflow.MlflowClient()

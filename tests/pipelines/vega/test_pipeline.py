@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import html
+
 import anndata as ad
 import mlflow
 import numpy as np
 import pandas as pd
 
 from genevae.datasets.fetch import sha256_of
+from tests.evidence_checks import assert_page_shows_evidence
 from tests.project import latest_version as _latest
 from tests.project import mlflow_run
 
@@ -45,6 +48,10 @@ def test_vega_pipeline_writes_outputs_and_mlflow_run(processed_project, run_pipe
         _latest(data / "08_reporting" / "kang" / "vega_heldout_reconstruction.parquet")
     )
     assert heldout["kind"].tolist() == ["real", "random_mask", "random_mask"]
+    page = html.unescape(_latest(data / "08_reporting" / "kang" / "vega_report.html").read_text())
+    assert_page_shows_evidence(
+        page.split('<h2 id="evidence">')[1].split("<h2 ")[0], data / "08_reporting" / "kang"
+    )
 
     run_id = mlflow_run(processed_project, "vega.kang")  # one run per pipeline × dataset
     history = mlflow.MlflowClient().get_metric_history(run_id, "train_loss")

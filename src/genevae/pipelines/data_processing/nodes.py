@@ -109,8 +109,9 @@ def preprocess_perturbseq(
 
     ``obs["gene"]`` holds the target symbol (controls: ``non-targeting``) and ``obs["split"]``
     the seeded train/validation/test assignment; listed ``held_out_perturbations`` go to test.
-    The strong-perturbation filter needs ``summary_stats`` (Replogle Table S2), which only the
-    full K562/RPE1 screens have.
+    The strong-perturbation filter needs ``summary_stats`` (Replogle Table S2 columns), the
+    table the dataset's registry entry names in ``summary_stats:``; without one it is skipped
+    with a warning.
     """
     from genevae.preprocessing import perturbseq
     from genevae.preprocessing.perturbseq_sources import (

@@ -46,9 +46,10 @@ def _scrna(name: str, entry: Mapping[str, Any]) -> list[Node]:
 
 
 def _perturbseq(name: str, entry: Mapping[str, Any]) -> list[Node]:
+    summary_stats = [f"{name}.summary_stats"] if entry.get("summary_stats") else []
     preprocess = Node(
         nodes.preprocess_perturbseq,
-        inputs=[f"{name}.raw", "params:data_processing.perturbseq"],
+        inputs=[f"{name}.raw", "params:data_processing.perturbseq", *summary_stats],
         outputs=[f"{name}.processed", f"{name}.top_de_genes"],
         name="preprocess",
     )

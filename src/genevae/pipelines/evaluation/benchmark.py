@@ -161,6 +161,76 @@ def _recovery_part(
     )
 
 
+SHORTFALL_REASON = (
+    "Why (docs/pipelines/vega.md, Small data): the planted shifts are small against the "
+    "cell-to-cell spread of a module's activity; the module score averages the module's genes "
+    "in every cell and sees them, while VEGA's encoder, with dropout after its hidden layers "
+    "and on the latent mean and variance, recovers them less well. Removing that dropout "
+    "closed part of the gap there but put a non-interferon module first on Kang, so it is not "
+    "the default; the rest of the gap is not explained."
+)
+
+
+def auroc_shortfall(
+    results: pd.DataFrame, model: str, reference: str, tolerance: float
+) -> pd.DataFrame:
+    """Per size: the model's and the reference's mean AUROC, the gap and whether it is within
+    ``tolerance`` (issue #14's target: VEGA within 0.05 of the module score at every size)."""
+    means = results.groupby(["n_cells", "method"])["auroc"].mean().unstack("method")
+    gap = means[reference] - means[model]
+    return pd.DataFrame(
+        {
+            "n_cells": means.index,
+            f"{model} AUROC": means[model].to_numpy(),
+            f"{reference} AUROC": means[reference].to_numpy(),
+            "shortfall": gap.to_numpy(),
+            f"within {tolerance}": (gap <= tolerance).to_numpy(),
+        }
+    )
+
+
+def shortfall_statement(table: pd.DataFrame, model: str, reference: str, effect: float) -> str:
+    """Where the model falls short of the reference, by how much, and why, from ``table``."""
+    within = table.columns[-1]
+    short = table[~table[within]]
+    sizes = ", ".join(str(n) for n in table["n_cells"])
+    if short.empty:
+        return (
+            f"{model}'s AUROC is {within} of the {reference} baseline's at every size "
+            f"({sizes} cells; planted effect {effect})."
+        )
+    where = "; ".join(
+        f"{row.n_cells} cells: {row[1]:.2f} against {row[2]:.2f} (short by {row.shortfall:.2f})"
+        for row in short.itertuples(index=False)
+    )
+    first, last = table["shortfall"].iloc[0], table["shortfall"].iloc[-1]
+    trend = "narrows" if last < first else "does not narrow"
+    return (
+        f"Where {model} falls short: its AUROC is not {within} of the {reference} baseline's at "
+        f"{len(short)} of {len(table)} sizes (planted effect {effect}) — {where}. The gap "
+        f"{trend} with more cells ({first:.2f} at {table['n_cells'].iloc[0]}, {last:.2f} at "
+        f"{table['n_cells'].iloc[-1]}). {SHORTFALL_REASON}"
+    )
+
+
+def _shortfall_part(results: pd.DataFrame, params: dict[str, Any]) -> ReportSection:
+    settings = params["shortfall"]
+    model, reference = "vega", settings["reference"]
+    table = auroc_shortfall(results, model, reference, settings["tolerance"])
+    return section_part(
+        summary=shortfall_statement(table, model, reference, params["dataset"]["effect"]),
+        tables=[
+            TableBlock(
+                f"VEGA against the {reference} baseline on planted modules (mean AUROC)",
+                table,
+                f"shortfall: {reference} AUROC − VEGA AUROC; the target is a shortfall of at "
+                f"most {settings['tolerance']} at every size.",
+                max_rows=None,
+            )
+        ],
+    )
+
+
 def benchmark_part(
     modules: pd.DataFrame, grn: pd.DataFrame, params: dict[str, Any]
 ) -> ReportSection:
@@ -188,6 +258,7 @@ def benchmark_part(
                 ),
             )
         )
+        parts.append(_shortfall_part(modules, params))
     if not grn.empty:
         screen = params["grn"]["screen"]
         parts.append(

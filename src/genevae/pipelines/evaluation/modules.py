@@ -255,3 +255,67 @@ def _module_part(
         ],
         metrics=metrics,
     )
+
+
+def evidence_part(
+    evidence: Loaded | None,
+    stability: Loaded | None,
+    heldout: Loaded | None,
+    params: dict[str, Any],
+) -> ReportSection:
+    """The vega pipeline's evidence behind its top calls: verdict table, stability, control.
+
+    Metrics: per comparison the significant modules, those beating the random-mask control
+    and those also backed by every baseline, the top-k overlap over replicates; the held-out
+    reconstruction of the real mask beside the random masks (a baseline).
+    """
+    from genevae.reporting.evidence import evidence_report
+
+    if evidence is None:
+        return section_part(notes=["No evidence table yet: re-run the vega pipeline to write it."])
+    empty_stability = pd.DataFrame(columns=["comparison", "n_replicates", "k", "top_k_overlap"])
+    empty_heldout = pd.DataFrame(columns=["kind", "validation_reconstruction"])
+    tables = (
+        evidence.data,
+        empty_stability if stability is None else stability.data,
+        empty_heldout if heldout is None else heldout.data,
+    )
+    settings = params["evidence"]
+    summary, blocks = evidence_report(
+        *tables,
+        n_top=settings["n_top"],
+        ln_bf_threshold=params["module_activity"]["ln_bf_threshold"],
+    )
+    return section_part(
+        summary=summary,
+        tables=blocks,
+        metrics=_evidence_metrics(*tables, model=params["model"]),
+        notes=[f"Evidence from {evidence.source} {evidence.version}."],
+    )
+
+
+def _evidence_metrics(
+    evidence: pd.DataFrame, stability: pd.DataFrame, heldout: pd.DataFrame, model: str
+) -> pd.DataFrame:
+    """Counts of backed calls and top-k overlaps per comparison; held-out reconstruction."""
+    from genevae.reporting.evidence import call_counts
+
+    rows = []
+    for name, table in evidence.groupby("comparison", sort=False):
+        called, passing, backed = call_counts(table)
+        counts = {"n_significant": called.sum(), "n_beating_control": passing, "n_backed": backed}
+        rows += [(model, "evidence", m, name, float(v)) for m, v in counts.items()]
+    for row in stability.itertuples():
+        metric = f"top{row.k}_overlap_{row.kind}"
+        rows.append((model, "evidence", metric, row.comparison, row.top_k_overlap))
+    by_kind = heldout.groupby("kind")["validation_reconstruction"].mean()
+    names = {"real": model, "random_mask": "random_mask"}
+    for kind, value in by_kind.items():
+        rows.append((names.get(kind, kind), "reconstruction", "heldout_loss", "validation", value))
+    frame = pd.DataFrame(rows, columns=["method", "family", "metric", "subset", "value"])
+    return metric_rows(
+        frame,
+        model,
+        baselines=["random_mask"],
+        headline=(frame["metric"] == "heldout_loss").to_numpy(),
+    )

@@ -59,9 +59,11 @@ def _section_nodes(name: str, lineage_inputs: list[str], parts: list[str]) -> li
 def latent_model_pipeline(
     name: str, sources: dict[str, str], *, analysis: str | None = None
 ) -> Pipeline:
-    """Latent quality + reconstruction (+ module activity, given VEGA's analysis parameters)
-    of a model with a latent space; ``sources`` maps ``model``, ``encoded`` (and for modules
-    ``differential_activity``, ``gsea_comparison``) to the model pipeline's datasets."""
+    """Latent quality + reconstruction (+ module activity and the evidence behind the calls,
+    given VEGA's analysis parameters) of a model with a latent space; ``sources`` maps
+    ``model``, ``encoded`` (and for modules ``differential_activity``, ``gsea_comparison``,
+    ``differential_evidence``, ``evidence_stability``, ``heldout_reconstruction``) to the
+    model pipeline's datasets."""
     settings = f"params:evaluation.{name}"
     node_list = [
         Node(
@@ -88,8 +90,12 @@ def latent_model_pipeline(
                 name="module_activity",
             )  # fmt: skip
         )
-        parts.append("module_part")
-        lineage += ["differential_activity", "gsea_comparison"]
+        evidence = ["differential_evidence", "evidence_stability", "heldout_reconstruction"]
+        node_list.append(
+            Node(modules.evidence_part, [*evidence, settings], "evidence_part", name="evidence")
+        )
+        parts += ["module_part", "evidence_part"]
+        lineage += ["differential_activity", "gsea_comparison", *evidence]
     return _part(name, node_list + _section_nodes(name, lineage, parts), inputs=sources)
 
 
@@ -208,6 +214,9 @@ def _model_sections(registry: Registry) -> list[Pipeline]:
             "encoded": f"vega.{cells}.module_activities@optional",
             "differential_activity": f"vega.{cells}.differential_activity@optional",
             "gsea_comparison": f"vega.{cells}.gsea_comparison@optional",
+            "differential_evidence": f"vega.{cells}.differential_evidence@optional",
+            "evidence_stability": f"vega.{cells}.evidence_stability@optional",
+            "heldout_reconstruction": f"vega.{cells}.heldout_reconstruction@optional",
         }
         analysis = f"params:vega.{cells}.analysis"
         sections.append(latent_model_pipeline("vega", vega, analysis=analysis))

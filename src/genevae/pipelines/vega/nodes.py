@@ -410,9 +410,13 @@ def bayes_factor_report(
     latent_maps: dict[str, bytes],
     activity: dict[str, bytes],
     training: bytes,
+    evidence: pd.DataFrame,
+    stability: pd.DataFrame,
+    heldout: pd.DataFrame,
     params: dict[str, Any],
 ) -> tuple[str, list[str]]:
-    """The Bayes-factor report (HTML) and its headline lines, from this pipeline's outputs."""
+    """The Bayes-factor report (HTML) and its headline lines, from this pipeline's outputs
+    (the evidence table, its stability and the held-out reconstruction included)."""
     from genevae.analysis.bayes_factor import LN_BF_CAP
     from genevae.reporting.model_reports import vega_report
 
@@ -424,7 +428,14 @@ def bayes_factor_report(
         "training": training,
     }
     return vega_report(
-        bf_table, top_genes, gsea_table, figures, ln_bf_cap=LN_BF_CAP, parameters=params
+        bf_table,
+        top_genes,
+        gsea_table,
+        figures,
+        ln_bf_cap=LN_BF_CAP,
+        evidence=(evidence, stability, heldout),
+        parameters=params,
+        ln_bf_threshold=params["bayes_factor"].get("ln_bf_threshold", 3.0),
     )
 
 

@@ -6,6 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from genevae.analysis.generalisation import (
@@ -119,6 +120,23 @@ def test_identical_models_agree_perfectly_on_every_resample():
     assert table["resample"].tolist() == [0, 1, 2]
     assert (table["top_k_overlap"] == 1.0).all()
     np.testing.assert_allclose(table["r2_reference"], table["r2_generalised"])
+
+
+def test_sparse_observed_gives_the_dense_results():
+    rng = np.random.default_rng(2)
+    mean = rng.normal(0, 1, (60, 4))
+    reference, generalised = (
+        Posterior(mean + shift, np.full((60, 4), -2.0), rng.gamma(1.0, 1.0, (60, 3)), list("abcd"))
+        for shift in (0.0, rng.normal(0, 0.5, (60, 4)))
+    )
+    observed = rng.poisson(0.3, (60, 3)).astype(np.float32)
+    args = (np.arange(30, 60), np.arange(30))
+    dense = compare_models_on_group(reference, generalised, observed, *args, seed=3, **COMPARISON)
+    sparse = compare_models_on_group(
+        reference, generalised, sp.csr_matrix(observed), *args, seed=3, **COMPARISON
+    )
+    pd.testing.assert_frame_equal(dense, sparse)
+    assert dense[["r2_reference", "r2_generalised"]].notna().all().all()
 
 
 def test_compare_refuses_models_with_different_modules():

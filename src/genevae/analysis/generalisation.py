@@ -108,7 +108,7 @@ def _dense(matrix: np.ndarray | sp.spmatrix) -> np.ndarray:
 
 def _compare_once(
     posteriors: tuple[Posterior, Posterior],
-    observed: np.ndarray,
+    observed: np.ndarray | sp.csr_matrix,
     group_rows: np.ndarray,
     other_rows: np.ndarray,
     rng: np.random.Generator,
@@ -116,6 +116,7 @@ def _compare_once(
 ) -> dict[str, float]:
     """One resample: bootstrap the group's cells, score both models on the same cells."""
     sampled = rng.choice(group_rows, size=settings["n_cells"] or len(group_rows), replace=True)
+    drawn = _dense(observed[sampled])
     rows = np.concatenate([sampled, other_rows])
     labels = np.array(["group"] * len(sampled) + ["other"] * len(other_rows))
     seed = int(rng.integers(0, 2**31 - 1))
@@ -132,9 +133,7 @@ def _compare_once(
         )
         priorities.append(module_priority(table, settings["exclude_prefix"]))
         r2.append(
-            mean_profile_r2(
-                observed[sampled], posterior.reconstruction[sampled], kind=settings["r2_kind"]
-            )
+            mean_profile_r2(drawn, posterior.reconstruction[sampled], kind=settings["r2_kind"])
         )
     return {
         "r2_reference": r2[0],
@@ -181,11 +180,11 @@ def compare_models_on_group(
         "exclude_prefix": exclude_prefix,
         "bayes_factor": {k: v for k, v in (bayes_factor or {}).items() if k != "seed"},
     }
-    values = _dense(observed)
+    rows_of = sp.csr_matrix(observed) if sp.issparse(observed) else np.asarray(observed)
     rng = np.random.default_rng(seed)
     rows = [
         {"resample": r}
-        | _compare_once((reference, generalised), values, group_rows, other_rows, rng, settings)
+        | _compare_once((reference, generalised), rows_of, group_rows, other_rows, rng, settings)
         for r in range(n_resamples)
     ]
     return pd.DataFrame(rows)

@@ -92,15 +92,7 @@ def summary_rows(name: str, result: dict[str, Any]) -> list[tuple[str, str, str,
         ratio = f"{result['ratio_disk_over_memory']:.2f}"
         return [(name, "train cells/s: disk ÷ memory", ratio, "≥ 0.7")]
     if name == scale.NAME:
-        steepest = max(result["slopes"].items(), key=lambda item: item[1]["wall_seconds_slope"])
-        return [
-            (
-                name,
-                f"steepest node in cells: {steepest[0]}",
-                f"{steepest[1]['wall_seconds_slope']:.2f}",
-                "≤ method's",
-            )
-        ]
+        return [scale.summary_row(kind, ladder) for kind, ladder in result["ladders"].items()]
     if name == startup.NAME:
         if "skipped" in result:
             return [(name, "skipped", result["skipped"], "")]

@@ -1,20 +1,37 @@
-"""Benchmark 8: the scRNA → VEGA path through ``kedro run`` at a ladder of sizes.
+"""Benchmark 8: whole pipelines through ``kedro run`` at a ladder of sizes, per dataset kind.
 
-Each size is a synthetic dataset with planted gene modules (``make_module_dataset``),
-registered in a throw-away copy of the project (``conf/local/datasets.yml``, its modules as a
-GMT gene-set collection) and run with
-``kedro run --pipelines data_processing,vega --namespaces data_processing.<name>,vega.<name>``
-(a few epochs). Per node: wall time (from its ``Running node`` log line to the next node's),
-peak RSS of the kedro process while it ran (psutil, 50 ms polling) and, across the ladder,
-the log-log slope of wall time and of peak RSS against the number of cells (1 = linear).
+For each dataset *kind* (scRNA, Perturb-seq, bulk, ...) and each size of its ladder, a
+synthetic dataset with planted truth is written into a throw-away copy of the project and
+registered in its ``conf/local/datasets.yml``; one ``kedro run`` then runs the kind's
+pipelines for it. Per node: wall time (from its ``Running node`` log line to the next node's;
+the last node's includes kedro's shut-down), peak RSS of the kedro process while it ran
+(psutil, 50 ms polling) and, across the ladder, the log-log slope of wall time and of peak
+RSS against the number of cells (1 = linear).
 
-Covered so far: the scRNA kind only (data_processing, VEGA training, encoding, Bayes factors,
-figures). ``make_module_dataset`` builds its counts densely, so the ladder stops where
-cells × genes fit in memory; the issue's 200,000 × 20,000 needs a chunked generator first.
+Adding a kind is one module that defines ``KIND = Kind(...)`` and one line in ``KIND_MODULES``.
+A :class:`Kind` holds:
+
+- ``name``: the key of its results (``ladders.<name>`` in ``scale.json``);
+- ``ladders``: a :class:`Ladder` per scale, ``full`` (1/8, 1/2 and all of the issue's cells)
+  and ``toy`` (seconds, for the smoke test); ``Ladder.sizes`` holds the kind's other
+  dimensions (genes, modules, perturbations ...), read only by the kind's own functions;
+- ``register(root, name, n_cells, ladder) -> dict``: writes the synthetic files under
+  ``root/data/01_raw`` and returns the registry blocks (``{"datasets": {name: ...},
+  "gene_sets": ...}``) that this framework writes to ``conf/local/datasets.yml``;
+- ``pipelines``: what ``kedro run --pipelines`` gets; ``namespaces(name)`` what
+  ``--namespaces`` gets (default: ``<pipeline>.<name>`` for each pipeline);
+- ``params(name, ladder) -> dict``: ``--params`` overrides (e.g. the number of epochs).
+
+``python -m benchmarks.scale --kind scrna --scale full`` runs one kind and merges its ladder
+into ``benchmarks/results/scale.json`` (other kinds' ladders are kept);
+``python -m benchmarks.run_all --only scale`` runs every kind.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -22,97 +39,102 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from benchmarks.common import check_scale
+from benchmarks.common import RESULTS_DIR, SCALES, check_scale, machine_info, write_result
 from benchmarks.startup import DATA_LAYERS, PROJECT_ROOT, _environment
-from genevae.preprocessing.synthetic import make_module_dataset
 
 NAME = "scale"
 NODE_LINE = re.compile(r"Running node: ([\w.]+)")
+KIND_MODULES = {"scrna": "benchmarks.scale_scrna"}
+METHOD = (
+    "one kedro run per size (the kind's pipelines for one registered synthetic dataset), "
+    "sequentially; node wall time from its 'Running node' line to the next node's (or the "
+    "end); peak RSS of the kedro process sampled every 50 ms while the node ran; slopes = "
+    "least-squares log-log fit against cells over the ladder"
+)
 
 
 @dataclass(frozen=True)
 class Ladder:
+    """Cells per size, training epochs, and the kind's other dimensions (``sizes``)."""
+
     cells: tuple[int, ...]
-    n_genes: int
-    n_modules: int
     epochs: int
+    sizes: Mapping[str, Any] = field(default_factory=dict)
 
 
-LADDERS = {
-    "full": Ladder((2_000, 4_000, 8_000), 2_000, 100, 1),
-    "toy": Ladder((300, 600), 120, 8, 1),
-}
+def dataset_namespaces(pipelines: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """The per-dataset namespaces ``<pipeline>.<name>`` (the model pipelines' templates)."""
+    return lambda name: [f"{pipeline}.{name}" for pipeline in pipelines]
 
 
-def _project(root: Path) -> None:
-    """pyproject + conf (no local layer) + empty data layers: a project kedro can run."""
+@dataclass(frozen=True)
+class Kind:
+    """One dataset kind's ladder, data writer and pipelines (see the module docstring)."""
+
+    name: str
+    ladders: Mapping[str, Ladder]
+    register: Callable[[Path, str, int, Ladder], dict[str, Any]]
+    pipelines: tuple[str, ...]
+    params: Callable[[str, Ladder], dict[str, Any]]
+    namespaces: Callable[[str], list[str]] | None = None
+
+    def command(self, name: str, ladder: Ladder) -> list[str]:
+        """``kedro run`` with this kind's pipelines, namespaces and parameters for ``name``."""
+        namespaces = (self.namespaces or dataset_namespaces(self.pipelines))(name)
+        params = ",".join(f"{key}={value}" for key, value in self.params(name, ladder).items())
+        kedro = Path(sys.executable).with_name("kedro")
+        command = [str(kedro)] if kedro.exists() else [sys.executable, "-m", "kedro"]
+        command += ["run", "--pipelines", ",".join(self.pipelines)]
+        command += ["--namespaces", ",".join(namespaces)]
+        return command + (["--params", params] if params else [])
+
+
+def kind(name: str) -> Kind:
+    """The registered kind ``name`` (its module is imported on demand)."""
+    if name not in KIND_MODULES:
+        raise ValueError(f"kind must be one of {sorted(KIND_MODULES)}, got {name!r}")
+    return importlib.import_module(KIND_MODULES[name]).KIND
+
+
+def make_project(root: Path) -> None:
+    """pyproject + conf (no local layer) + empty data layers: a project kedro can run.
+
+    Its logging shows Kedro's ``Running node`` lines (the project keeps them at DEBUG), which
+    time the nodes.
+    """
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    logging_file = root / "conf" / "logging.yml"
+    logging_config = yaml.safe_load(logging_file.read_text())
+    logging_config["loggers"]["kedro.pipeline.node"] = {"level": "INFO"}
+    logging_file.write_text(yaml.safe_dump(logging_config))
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
     for layer in DATA_LAYERS:
         (root / "data" / layer).mkdir(parents=True, exist_ok=True)
 
 
-def _register(root: Path, name: str, n_cells: int, ladder: Ladder) -> None:
-    """Write the synthetic cells and their module GMT; register them as dataset ``name``."""
-    synthetic = make_module_dataset(
-        n_cells=n_cells, n_genes=ladder.n_genes, n_modules=ladder.n_modules, seed=0
-    )
-    raw = root / "data" / "01_raw"
-    adata = synthetic.adata
-    adata.X = adata.layers.pop("counts")  # raw counts, as a user's file holds them
-    adata.write_h5ad(raw / f"{name}.h5ad")
-    gmt = "".join(
-        f"{module}\tplanted\t" + "\t".join(genes) + "\n"
-        for module, genes in synthetic.gene_sets.items()
-    )
-    (raw / f"{name}.gmt").write_text(gmt)
-    entry = {
-        "kind": "scrna",
-        "file": f"data/01_raw/{name}.h5ad",
-        "obs": {"condition": "condition", "cell_type": "cell_type", "batch": None},
-        "gene_sets": [name],
-        "comparisons": [{"groupby": "condition", "group1": "stimulated", "group2": "control"}],
-        "gsea_comparison": None,
-        "data_processing": {"scrna": {"min_genes": 10}},
-        "vega": {
-            "gene_module_collection": name,
-            "analysis": {"plot_modules": list(synthetic.gene_sets)[:2]},
-        },
-    }
-    config = {"datasets": {name: entry}, "gene_sets": {name: {"file": f"data/01_raw/{name}.gmt"}}}
-    (root / "conf" / "local" / "datasets.yml").write_text(yaml.safe_dump(config))
+def write_gmt(path: Path, gene_sets: Mapping[str, list[str]], source: str = "planted") -> None:
+    """Gene sets as a GMT file (name, description, genes; one set per line)."""
+    with path.open("w") as handle:
+        for module, genes in gene_sets.items():
+            handle.write(f"{module}\t{source}\t" + "\t".join(genes) + "\n")
 
 
-def _kedro(name: str, epochs: int) -> list[str]:
-    kedro = Path(sys.executable).with_name("kedro")
-    command = [str(kedro)] if kedro.exists() else [sys.executable, "-m", "kedro"]
-    return [
-        *command,
-        "run",
-        "--pipelines",
-        "data_processing,vega",
-        "--namespaces",
-        f"data_processing.{name},vega.{name}",
-        "--params",
-        f"vega.{name}.training.max_epochs={epochs}",
-    ]
-
-
-def run_once(root: Path, name: str, epochs: int) -> dict[str, dict[str, float]]:
-    """One ``kedro run``; per node (namespace stripped) wall seconds and peak RSS bytes."""
+def run_once(root: Path, command: list[str], name: str) -> dict[str, dict[str, float]]:
+    """One ``kedro run``; per node (dataset name stripped) wall seconds and peak RSS bytes."""
     import psutil
 
     process = subprocess.Popen(
-        _kedro(name, epochs),
+        command,
         cwd=root,
         env=_environment(root),
         stdout=subprocess.PIPE,
@@ -180,30 +202,85 @@ def slopes(cells: list[int], runs: list[dict[str, dict[str, float]]]) -> dict[st
     return result
 
 
-def run(scale: str = "full") -> dict[str, Any]:
+def summary_row(kind_name: str, ladder: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(benchmark, measure, value, target): the node growing fastest in cells, or the error."""
+    if "slopes" not in ladder:
+        return (NAME, f"{kind_name}: error", ladder.get("error", "fewer than 2 sizes")[:60], "")
+    node, entry = max(ladder["slopes"].items(), key=lambda item: item[1]["wall_seconds_slope"])
+    return (
+        NAME,
+        f"{kind_name}: steepest node in cells: {node}",
+        f"{entry['wall_seconds_slope']:.2f}",
+        "≤ method's",
+    )
+
+
+def run_ladder(kind_: Kind, scale: str) -> dict[str, Any]:
+    """Every size of ``kind_``'s ladder, each in a fresh throw-away project; then the slopes.
+
+    Runs that completed are kept when a later (larger) size fails: its error is recorded.
+    """
     check_scale(scale)
-    ladder = LADDERS[scale]
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="genevae-scale-") as folder:
-        root = Path(folder)
-        _project(root)
-        for index, n_cells in enumerate(ladder.cells):
-            name = f"scale{index}"
-            _register(root, name, n_cells, ladder)
+    ladder = kind_.ladders[scale]
+    runs: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"ladder": asdict(ladder), "method": METHOD, "runs": runs}
+    result["machine_at_start"] = machine_info()
+    for index, n_cells in enumerate(ladder.cells):
+        name = f"{kind_.name}{index}"
+        with tempfile.TemporaryDirectory(prefix=f"genevae-scale-{kind_.name}-") as folder:
+            root = Path(folder)
+            make_project(root)
             start = time.perf_counter()
-            nodes = run_once(root, name, ladder.epochs)
+            config = kind_.register(root, name, n_cells, ladder)
+            (root / "conf" / "local" / "datasets.yml").write_text(yaml.safe_dump(config))
+            prepared = time.perf_counter()
+            try:
+                nodes = run_once(root, kind_.command(name, ladder), name)
+            except RuntimeError as error:
+                result["error"] = f"{n_cells} cells: {error}"
+                break
             runs.append(
-                {"n_cells": n_cells, "seconds": time.perf_counter() - start, "nodes": nodes}
+                {
+                    "n_cells": n_cells,
+                    "data_seconds": prepared - start,
+                    "seconds": time.perf_counter() - prepared,
+                    "nodes": nodes,
+                }
             )
-    return {
-        "scale": scale,
-        "ladder": ladder.__dict__,
-        "method": (
-            "one kedro run (data_processing + vega for one registered synthetic scRNA dataset) "
-            "per size, sequentially; node wall time from its 'Running node' line to the next "
-            "node's (or the end); peak RSS of the kedro process sampled every 50 ms while the "
-            "node ran; slopes = least-squares log-log fit against cells over the ladder"
-        ),
-        "runs": runs,
-        "slopes": slopes(list(ladder.cells), [r["nodes"] for r in runs]),
-    }
+    result["machine_at_end"] = machine_info()
+    if len(runs) >= 2:
+        result["slopes"] = slopes([r["n_cells"] for r in runs], [r["nodes"] for r in runs])
+    return result
+
+
+def run(scale: str = "full", kinds: list[str] | None = None) -> dict[str, Any]:
+    """The ladders of ``kinds`` (all registered kinds by default) at ``scale``."""
+    names = kinds or list(KIND_MODULES)
+    return {"scale": scale, "ladders": {name: run_ladder(kind(name), scale) for name in names}}
+
+
+def merge_into(path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """``result``'s ladders merged over those already in ``path`` (other kinds are kept)."""
+    if not path.exists():
+        return result
+    previous = json.loads(path.read_text())
+    ladders = {**previous.get("ladders", {}), **result["ladders"]}
+    return {**result, "ladders": ladders}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__)
+    parser.add_argument("--kind", action="append", choices=sorted(KIND_MODULES))
+    parser.add_argument("--scale", choices=SCALES, default="full")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    result = run(args.scale, args.kind)
+    merged = merge_into(args.results_dir / f"{NAME}.json", result)
+    merged.pop("machine", None)
+    merged.pop("benchmark", None)
+    print(write_result(NAME, merged, args.results_dir))
+    return 1 if any("error" in ladder for ladder in result["ladders"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -122,8 +122,37 @@ def test_scale_slopes_are_log_log_fits_over_the_nodes_seen_at_every_size():
     assert slopes["vega.train_vega"]["wall_seconds_slope"] == pytest.approx(1.0)
     assert slopes["vega.train_vega"]["peak_rss_bytes_slope"] == pytest.approx(0.5)
     assert slopes["vega.volcano_plots"]["wall_seconds_slope"] == pytest.approx(0.0, abs=1e-9)
-    row = run_all.summary_rows("scale", {"slopes": slopes})[0]
-    assert row[1].endswith("vega.train_vega") and row[2] == "1.00"
+    row = run_all.summary_rows("scale", {"ladders": {"scrna": {"slopes": slopes}}})[0]
+    assert row[1] == "scrna: steepest node in cells: vega.train_vega" and row[2] == "1.00"
+
+
+def test_scale_kind_command_runs_its_pipelines_for_the_named_dataset():
+    kind = scale.kind("scrna")
+    command = kind.command("scrna0", kind.ladders["toy"])
+    assert command[command.index("--pipelines") + 1] == "data_processing,vega"
+    assert command[command.index("--namespaces") + 1] == "data_processing.scrna0,vega.scrna0"
+    assert command[command.index("--params") + 1] == "vega.scrna0.training.max_epochs=1"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        scale.kind("nope")
+
+
+def test_scale_results_merge_per_kind(tmp_path):
+    path = tmp_path / "scale.json"
+    path.write_text(json.dumps({"ladders": {"bulk": {"runs": [1]}, "scrna": {"runs": [1]}}}))
+    merged = scale.merge_into(path, {"scale": "toy", "ladders": {"scrna": {"runs": [2]}}})
+    assert merged["ladders"] == {"bulk": {"runs": [1]}, "scrna": {"runs": [2]}}
+
+
+@pytest.mark.slow
+def test_scale_toy_ladder_times_every_vega_node(tmp_path):
+    assert scale.main(["--kind", "scrna", "--scale", "toy", "--results-dir", str(tmp_path)]) == 0
+    ladder = json.loads((tmp_path / "scale.json").read_text())["ladders"]["scrna"]
+    assert [run["n_cells"] for run in ladder["runs"]] == list(
+        scale.kind("scrna").ladders["toy"].cells
+    )
+    for node in ("preprocess", "train_vega", "latent_maps", "differential_activity"):
+        assert node in ladder["slopes"], node
+    assert all(entry["peak_rss_bytes"] > 0 for entry in ladder["runs"][0]["nodes"].values())
 
 
 def test_scale_labels_nodes_without_the_dataset_name():

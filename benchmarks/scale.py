@@ -53,7 +53,11 @@ from benchmarks.startup import DATA_LAYERS, PROJECT_ROOT, _environment
 
 NAME = "scale"
 NODE_LINE = re.compile(r"Running node: ([\w.]+)")
-KIND_MODULES = {"scrna": "benchmarks.scale_scrna", "perturbseq": "benchmarks.scale_perturbseq"}
+KIND_MODULES = {
+    "scrna": "benchmarks.scale_scrna",
+    "perturbseq": "benchmarks.scale_perturbseq",
+    "bulk": "benchmarks.scale_bulk",
+}
 METHOD = (
     "one kedro run per size (the kind's pipelines for one registered synthetic dataset), "
     "sequentially; node wall time from its 'Running node' line to the next node's (or the "

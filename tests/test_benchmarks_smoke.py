@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 import benchmarks  # noqa: F401  (OpenMP policy; harmless once torch is loaded)
 from benchmarks import (
@@ -190,6 +191,37 @@ def test_scale_toy_perturbseq_ladder_times_the_gpo_vae_nodes(tmp_path):
     for node in ("preprocess", "build_model_input", "train", "predict_ate", "test_iwelbo"):
         assert node in ladder["slopes"], node
     assert all(run["sparse_matrix_bytes"] > 0 for run in ladder["runs"])
+
+
+def test_scale_bulk_registers_only_its_cohorts_and_runs_tybalt_and_its_evaluation(tmp_path):
+    kind = scale.kind("bulk")
+    ladder = kind.ladders["toy"]
+    scale.make_project(tmp_path)
+    config = kind.register(tmp_path, "bulk0", 40, ladder)
+    entry = config["datasets"]["bulk0"]
+    assert entry["kind"] == "bulk" and list(entry["cohorts"]) == ["BRCA", "GBM", "LUAD", "SKCM"]
+    assert all((tmp_path / path).is_file() for path in entry["cohorts"].values())
+    base = yaml.safe_load((tmp_path / "conf" / "base" / "datasets.yml").read_text())
+    assert base["datasets"] == {} and base["gene_sets"]  # the evaluation scores bulk0 alone
+    arithmetic = entry["tybalt"]["generation"]["arithmetic"][0]
+    assert arithmetic["a"] == "GBM|Primary Solid Tumor" and arithmetic["c"].startswith("BRCA|")
+    command = kind.command("bulk0", ladder)
+    assert command[command.index("--pipelines") + 1] == "data_processing,tybalt,evaluation"
+    namespaces = command[command.index("--namespaces") + 1]
+    assert namespaces == "data_processing.bulk0,tybalt.bulk0,evaluation.tybalt"
+    assert "tybalt.bulk0.training.max_epochs=1" in command[command.index("--params") + 1]
+
+
+@pytest.mark.slow
+def test_scale_bulk_toy_ladder_times_tybalt_and_the_evaluation(tmp_path):
+    assert scale.main(["--kind", "bulk", "--scale", "toy", "--results-dir", str(tmp_path)]) == 0
+    ladder = json.loads((tmp_path / "scale.json").read_text())["ladders"]["bulk"]
+    assert [run["n_cells"] for run in ladder["runs"]] == list(
+        scale.kind("bulk").ladders["toy"].cells
+    )
+    for node in ("combine_cohorts", "train_tybalt", "map_tybalt_latent_space"):
+        assert node in ladder["slopes"], node
+    assert "latent_and_reconstruction" in ladder["slopes"]  # evaluation.tybalt ran
 
 
 def test_scale_labels_nodes_without_the_dataset_name():

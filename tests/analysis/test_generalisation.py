@@ -6,17 +6,20 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from genevae.analysis.generalisation import (
     PAPER_MEAN_TOP50_OVERLAP,
     Posterior,
+    _mean_of_rows,
     biological_generalisation,
     compare_models_on_group,
     held_out_rows,
     module_priority,
     posterior_sampler,
     split_into_studies,
+    standard_normal_draws,
     summarise_resamples,
     technical_generalisation,
 )
@@ -119,6 +122,43 @@ def test_identical_models_agree_perfectly_on_every_resample():
     assert table["resample"].tolist() == [0, 1, 2]
     assert (table["top_k_overlap"] == 1.0).all()
     np.testing.assert_allclose(table["r2_reference"], table["r2_generalised"])
+
+
+def test_sparse_observed_gives_the_dense_results():
+    rng = np.random.default_rng(2)
+    mean = rng.normal(0, 1, (60, 4))
+    reference, generalised = (
+        Posterior(mean + shift, np.full((60, 4), -2.0), rng.gamma(1.0, 1.0, (60, 3)), list("abcd"))
+        for shift in (0.0, rng.normal(0, 0.5, (60, 4)))
+    )
+    observed = rng.poisson(0.3, (60, 3)).astype(np.float32)
+    args = (np.arange(30, 60), np.arange(30))
+    dense = compare_models_on_group(reference, generalised, observed, *args, seed=3, **COMPARISON)
+    sparse = compare_models_on_group(
+        reference, generalised, sp.csr_matrix(observed), *args, seed=3, **COMPARISON
+    )
+    pd.testing.assert_frame_equal(dense, sparse)
+    assert dense[["r2_reference", "r2_generalised"]].notna().all().all()
+
+
+def test_shared_draws_are_the_seeded_generator_draws_drawn_once():
+    draws = standard_normal_draws(7)
+    first = draws((5, 3))
+    assert draws((5, 3)) is first
+    np.testing.assert_array_equal(first, np.random.default_rng(7).standard_normal((5, 3)))
+    posterior = _posterior(np.zeros((4, 3)))
+    shared = posterior_sampler(posterior, np.arange(4), 7, draws)(np.array([0, 1, 2, 3, 0]))
+    alone = posterior_sampler(posterior, np.arange(4), 7)(np.array([0, 1, 2, 3, 0]))
+    np.testing.assert_array_equal(shared, alone)
+
+
+def test_mean_of_drawn_rows_counts_repeats_for_dense_and_sparse():
+    rng = np.random.default_rng(4)
+    matrix = rng.poisson(0.5, (30, 6)).astype(np.float32)
+    rows = rng.choice(np.arange(5, 20), size=50, replace=True)
+    expected = matrix[rows].astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(_mean_of_rows(matrix, rows), expected, rtol=1e-12)
+    np.testing.assert_allclose(_mean_of_rows(sp.csr_matrix(matrix), rows), expected, rtol=1e-12)
 
 
 def test_compare_refuses_models_with_different_modules():

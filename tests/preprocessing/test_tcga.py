@@ -196,3 +196,14 @@ def test_split_samples_is_stratified_and_reproducible():
         split_samples(labels, val_fraction=1.5)
     with pytest.raises(GenevaeInputError, match="1 samples have no label"):
         split_samples(labels.where(labels != "C"))
+
+
+@pytest.mark.parametrize("method", ["median", "mean"])
+def test_gene_deviation_in_gene_blocks_equals_the_whole_matrix_formula(method):
+    rng = np.random.default_rng(3)
+    values = rng.gamma(2.0, 1.5, (41, 2_600))  # three blocks of 1,024 genes, the last partial
+    centre = np.median(values, axis=0) if method == "median" else values.mean(axis=0)
+    spread = np.abs(values - centre)
+    expected = np.median(spread, axis=0) if method == "median" else spread.mean(axis=0)
+    result = gene_deviation(pd.DataFrame(values), method)
+    np.testing.assert_array_equal(result.to_numpy(), expected)

@@ -35,6 +35,7 @@ SAMPLE_TYPES: dict[str, str] = {
     "14": "Bone Marrow Normal",
 }
 _BARCODE_SAMPLE_LENGTH = 15  # "TCGA-XX-XXXX-01": participant plus sample type
+_DEVIATION_CHUNK_GENES = 1024
 # pandas' errors for an empty/garbled table; a bad gzip raises OSError, a truncated one EOFError
 _UNREADABLE_TABLE = (
     pd.errors.EmptyDataError,
@@ -234,16 +235,23 @@ def gene_deviation(df: pd.DataFrame, method: Literal["median", "mean"] = "median
     ``"mean"``: mean(|x − mean(x)|), what Tybalt's code computed with the old
     ``pandas.DataFrame.mad`` (greenelab/tybalt#99; about 85% of the top 5,000 agree).
     """
-    values = df.to_numpy(dtype=np.float64)
-    if method == "median":
-        centre = np.median(values, axis=0)
-        spread = np.median(np.abs(values - centre), axis=0)
-    elif method == "mean":
-        centre = values.mean(axis=0)
-        spread = np.abs(values - centre).mean(axis=0)
-    else:
+    if method not in ("median", "mean"):
         raise GenevaeInputError(f"method={method!r} is not supported; use 'median' or 'mean'.")
+    values = df.to_numpy(dtype=np.float64)
+    spread = np.empty(values.shape[1])
+    for start in range(0, values.shape[1], _DEVIATION_CHUNK_GENES):
+        columns = slice(start, start + _DEVIATION_CHUNK_GENES)
+        spread[columns] = _absolute_deviation(values[:, columns], method)
     return pd.Series(spread, index=df.columns, name=f"{method}_absolute_deviation")
+
+
+def _absolute_deviation(block: np.ndarray, method: str) -> np.ndarray:
+    """Per-column deviation of one block of genes: the temporaries (the median's sorted copy,
+    |x − centre|) are samples × block, not samples × all genes (10,000 × 20,000 × 8 bytes =
+    1.6 GB each)."""
+    if method == "median":
+        return np.median(np.abs(block - np.median(block, axis=0)), axis=0)
+    return np.abs(block - block.mean(axis=0)).mean(axis=0)
 
 
 def select_genes_by_deviation(

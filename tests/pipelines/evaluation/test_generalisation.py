@@ -7,6 +7,7 @@ import copy
 import pandas as pd
 import pytest
 
+from genevae.errors import GenevaeInputError
 from genevae.pipelines.evaluation import generalisation
 from genevae.pipelines.evaluation.adapters import merged_vega_params
 from genevae.pipelines.evaluation.datasets import Loaded
@@ -48,6 +49,7 @@ GENERALISATION = {
     "seed": 0,
     "training": {},
     "model": {},
+    "max_cell_epochs": None,
     "comparison": {
         "n_resamples": 2,
         "n_cells": 50,
@@ -130,3 +132,26 @@ def test_disabled_experiments_return_empty_tables_and_an_absent_part(synthetic):
     technical = generalisation.technical_experiment(adata, mask, None, VEGA_PARAMS, off)
     assert biological.empty and technical.empty
     assert not generalisation.generalisation_parts(biological, technical, off).available
+
+
+def test_epoch_budget_caps_epochs_times_cells_and_keeps_small_data_as_trained():
+    assert generalisation.budgeted_epochs(20, 1_943, 8_000_000) == 20
+    assert generalisation.budgeted_epochs(400, 20_000, 8_000_000) == 400
+    assert generalisation.budgeted_epochs(400, 200_000, 8_000_000) == 40
+    assert generalisation.budgeted_epochs(5, 10**9, 8_000_000) == 1
+    assert generalisation.budgeted_epochs(300, 10**6, None) == 300
+    with pytest.raises(GenevaeInputError, match="max_cell_epochs"):
+        generalisation.budgeted_epochs(5, 100, 0)
+
+
+def test_a_binding_budget_retrains_the_full_model_with_the_same_epochs(synthetic):
+    adata, mask = synthetic  # 160 cells, the model trained 2 epochs: 320 cells seen
+    bundle, _, _ = train_vega(adata, mask, merged_vega_params(VEGA_PARAMS))
+    loaded = Loaded(bundle, "vega.kang.model", "2026-01-01T00.00.00.000Z", None)
+    params = GENERALISATION | {"settings_from": "model"}
+    loose = generalisation.fit_plan(adata, mask, loaded, VEGA_PARAMS, params)
+    assert loose.full_model is not None and loose.params["training"]["max_epochs"] == 2
+    tight = generalisation.fit_plan(
+        adata, mask, loaded, VEGA_PARAMS, params | {"max_cell_epochs": 200}
+    )
+    assert tight.full_model is None and tight.params["training"]["max_epochs"] == 1

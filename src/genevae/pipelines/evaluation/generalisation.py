@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genevae.errors import GenevaeInputError
 from genevae.pipelines.evaluation.adapters import (
     merged_vega_params,
     same_training,
@@ -73,6 +74,9 @@ def fit_plan(
     else:
         fit = merged_vega_params(vega_params, *overrides)
         fit["training"]["seed"] = params["seed"]
+    fit["training"]["max_epochs"] = budgeted_epochs(
+        fit["training"]["max_epochs"], adata.n_obs, params["max_cell_epochs"]
+    )
     reuse = full_model is not None and same_training(full_model.data, fit, adata, mask)
     if not reuse:
         return FitPlan(fit, None, "retrained with the settings below")
@@ -82,6 +86,24 @@ def fit_plan(
         lambda cells: vega_posterior(bundle, cells),
         f"{full_model.source} {full_model.version}",
     )
+
+
+def budgeted_epochs(max_epochs: int, n_cells: int, max_cell_epochs: int | None) -> int:
+    """``max_epochs``, lowered so that epochs × cells stays within ``max_cell_epochs``.
+
+    The experiments retrain VEGA several times; at 1,000–20,000 cells the models' own epochs
+    are kept, while on 200,000 cells a fixed budget of cells seen bounds each fit (scvi-tools'
+    heuristic: 400 epochs up to 20,000 cells, then 400 × 20,000 / cells). Every fit of an
+    experiment gets the same epochs, the full model included (retrained when its own differ),
+    so held-out and full models are still trained alike.
+    """
+    if max_cell_epochs is None:
+        return int(max_epochs)
+    if max_cell_epochs < 1:
+        raise GenevaeInputError(
+            f"generalisation.max_cell_epochs must be >= 1 or null; got {max_cell_epochs}."
+        )
+    return int(max(1, min(max_epochs, max_cell_epochs // max(n_cells, 1))))
 
 
 def biological_experiment(

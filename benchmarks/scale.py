@@ -215,10 +215,13 @@ def summary_row(kind_name: str, ladder: dict[str, Any]) -> tuple[str, str, str, 
     )
 
 
-def run_ladder(kind_: Kind, scale: str) -> dict[str, Any]:
+def run_ladder(
+    kind_: Kind, scale: str, on_size: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
     """Every size of ``kind_``'s ladder, each in a fresh throw-away project; then the slopes.
 
     Runs that completed are kept when a later (larger) size fails: its error is recorded.
+    ``on_size`` gets the ladder so far after each size (to save a long ladder as it goes).
     """
     check_scale(scale)
     ladder = kind_.ladders[scale]
@@ -247,16 +250,35 @@ def run_ladder(kind_: Kind, scale: str) -> dict[str, Any]:
                     "nodes": nodes,
                 }
             )
-    result["machine_at_end"] = machine_info()
-    if len(runs) >= 2:
-        result["slopes"] = slopes([r["n_cells"] for r in runs], [r["nodes"] for r in runs])
+        result["machine_at_end"] = machine_info()
+        if len(runs) >= 2:
+            result["slopes"] = slopes([r["n_cells"] for r in runs], [r["nodes"] for r in runs])
+        if on_size is not None:
+            on_size(result)
     return result
 
 
-def run(scale: str = "full", kinds: list[str] | None = None) -> dict[str, Any]:
-    """The ladders of ``kinds`` (all registered kinds by default) at ``scale``."""
-    names = kinds or list(KIND_MODULES)
-    return {"scale": scale, "ladders": {name: run_ladder(kind(name), scale) for name in names}}
+def run(
+    scale: str = "full", kinds: list[str] | None = None, results_dir: Path | None = None
+) -> dict[str, Any]:
+    """The ladders of ``kinds`` (all registered kinds by default) at ``scale``.
+
+    With ``results_dir``, each ladder is merged into its ``scale.json`` after every size.
+    """
+    ladders: dict[str, Any] = {}
+    for name in kinds or list(KIND_MODULES):
+
+        def save(ladder: dict[str, Any], name: str = name) -> None:
+            if results_dir is not None:
+                path = Path(results_dir) / f"{NAME}.json"
+                merged = merge_into(path, {"scale": scale, "ladders": {name: ladder}})
+                write_result(NAME, {k: v for k, v in merged.items() if k not in _OWN}, results_dir)
+
+        ladders[name] = run_ladder(kind(name), scale, save)
+    return {"scale": scale, "ladders": ladders}
+
+
+_OWN = ("benchmark", "machine")  # keys write_result adds itself
 
 
 def merge_into(path: Path, result: dict[str, Any]) -> dict[str, Any]:
@@ -274,11 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=SCALES, default="full")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    result = run(args.scale, args.kind)
-    merged = merge_into(args.results_dir / f"{NAME}.json", result)
-    merged.pop("machine", None)
-    merged.pop("benchmark", None)
-    print(write_result(NAME, merged, args.results_dir))
+    result = run(args.scale, args.kind, args.results_dir)
+    print(Path(args.results_dir) / f"{NAME}.json")
     return 1 if any("error" in ladder for ladder in result["ladders"].values()) else 0
 
 

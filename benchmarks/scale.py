@@ -17,7 +17,9 @@ A :class:`Kind` holds:
   dimensions (genes, modules, perturbations ...), read only by the kind's own functions;
 - ``register(root, name, n_cells, ladder) -> dict``: writes the synthetic files under
   ``root/data/01_raw`` and returns the registry blocks (``{"datasets": {name: ...},
-  "gene_sets": ...}``) that this framework writes to ``conf/local/datasets.yml``;
+  "gene_sets": ...}``) that this framework writes to ``conf/local/datasets.yml``; an optional
+  ``"facts"`` key (e.g. the matrix's nonzeros and in-memory bytes) is kept with the run
+  instead (``runs[i].data``);
 - ``pipelines``: what ``kedro run --pipelines`` gets; ``namespaces(name)`` what
   ``--namespaces`` gets (default: ``<pipeline>.<name>`` for each pipeline);
 - ``params(name, ladder) -> dict``: ``--params`` overrides (e.g. the number of epochs).
@@ -235,6 +237,7 @@ def run_ladder(
             make_project(root)
             start = time.perf_counter()
             config = kind_.register(root, name, n_cells, ladder)
+            facts = config.pop("facts", {})
             (root / "conf" / "local" / "datasets.yml").write_text(yaml.safe_dump(config))
             prepared = time.perf_counter()
             try:
@@ -245,6 +248,7 @@ def run_ladder(
             runs.append(
                 {
                     "n_cells": n_cells,
+                    "data": facts,
                     "data_seconds": prepared - start,
                     "seconds": time.perf_counter() - prepared,
                     "nodes": nodes,

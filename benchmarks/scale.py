@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -218,15 +218,21 @@ def summary_row(kind_name: str, ladder: dict[str, Any]) -> tuple[str, str, str, 
 
 
 def run_ladder(
-    kind_: Kind, scale: str, on_size: Callable[[dict[str, Any]], None] | None = None
+    kind_: Kind,
+    scale: str,
+    on_size: Callable[[dict[str, Any]], None] | None = None,
+    cells: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Every size of ``kind_``'s ladder, each in a fresh throw-away project; then the slopes.
 
     Runs that completed are kept when a later (larger) size fails: its error is recorded.
-    ``on_size`` gets the ladder so far after each size (to save a long ladder as it goes).
+    ``on_size`` gets the ladder so far after each size (to save a long ladder as it goes);
+    ``cells`` replaces the ladder's sizes (its other dimensions stay).
     """
     check_scale(scale)
     ladder = kind_.ladders[scale]
+    if cells:
+        ladder = replace(ladder, cells=tuple(cells))
     runs: list[dict[str, Any]] = []
     result: dict[str, Any] = {"ladder": asdict(ladder), "method": METHOD, "runs": runs}
     result["machine_at_start"] = machine_info()
@@ -263,7 +269,10 @@ def run_ladder(
 
 
 def run(
-    scale: str = "full", kinds: list[str] | None = None, results_dir: Path | None = None
+    scale: str = "full",
+    kinds: list[str] | None = None,
+    results_dir: Path | None = None,
+    cells: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """The ladders of ``kinds`` (all registered kinds by default) at ``scale``.
 
@@ -278,7 +287,7 @@ def run(
                 merged = merge_into(path, {"scale": scale, "ladders": {name: ladder}})
                 write_result(NAME, {k: v for k, v in merged.items() if k not in _OWN}, results_dir)
 
-        ladders[name] = run_ladder(kind(name), scale, save)
+        ladders[name] = run_ladder(kind(name), scale, save, cells)
     return {"scale": scale, "ladders": ladders}
 
 
@@ -299,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", action="append", choices=sorted(KIND_MODULES))
     parser.add_argument("--scale", choices=SCALES, default="full")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--cells", type=int, nargs="+", help="sizes instead of the ladder's")
     args = parser.parse_args(argv)
-    result = run(args.scale, args.kind, args.results_dir)
+    result = run(args.scale, args.kind, args.results_dir, args.cells)
     print(Path(args.results_dir) / f"{NAME}.json")
     return 1 if any("error" in ladder for ladder in result["ladders"].values()) else 0
 

@@ -132,7 +132,9 @@ def write_gmt(path: Path, gene_sets: Mapping[str, list[str]], source: str = "pla
 
 
 def run_once(root: Path, command: list[str], name: str) -> dict[str, dict[str, float]]:
-    """One ``kedro run``; per node (dataset name stripped) wall seconds and peak RSS bytes."""
+    """One ``kedro run``; per node (dataset name stripped) wall seconds, peak RSS bytes and
+    CPU seconds of the kedro process (user + system, sampled with the RSS: on a loaded
+    machine the CPU time grows with the work, the wall time also with the load)."""
     import psutil
 
     process = subprocess.Popen(
@@ -147,16 +149,21 @@ def run_once(root: Path, command: list[str], name: str) -> dict[str, dict[str, f
     current: list[str | None] = [None]
     stop = threading.Event()
 
+    cpu_at_start: dict[str, float] = {}
+
     def poll() -> None:
         child = psutil.Process(process.pid)
         while not stop.is_set():
             try:
                 rss = child.memory_info().rss
+                cpu = sum(child.cpu_times()[:2])
             except psutil.NoSuchProcess:
                 return
-            if current[0] is not None:
-                entry = nodes[current[0]]
+            node = current[0]
+            if node is not None:
+                entry = nodes[node]
                 entry["peak_rss_bytes"] = max(entry["peak_rss_bytes"], rss)
+                entry["cpu_seconds"] = cpu - cpu_at_start.setdefault(node, cpu)
             time.sleep(0.05)
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -169,7 +176,7 @@ def run_once(root: Path, command: list[str], name: str) -> dict[str, dict[str, f
             now = time.perf_counter()
             _close(nodes, current[0], started, now)
             node = node_label(match.group(1), name)
-            nodes[node] = {"wall_seconds": 0.0, "peak_rss_bytes": 0}
+            nodes[node] = {"wall_seconds": 0.0, "peak_rss_bytes": 0, "cpu_seconds": 0.0}
             current[0], started = node, now
     process.wait()
     _close(nodes, current[0], started, time.perf_counter())
@@ -191,13 +198,15 @@ def _close(nodes: dict, node: str | None, started: float | None, now: float) -> 
 
 
 def slopes(cells: list[int], runs: list[dict[str, dict[str, float]]]) -> dict[str, dict]:
-    """Per node seen at every size: log-log slope of wall time and peak RSS against cells."""
+    """Per node seen at every size: log-log slope of wall time, peak RSS (and CPU seconds,
+    where every size has them) against cells."""
     common = set.intersection(*(set(nodes) for nodes in runs))
     log_cells = np.log(cells)
     result = {}
     for node in sorted(common):
         entry = {}
-        for key in ("wall_seconds", "peak_rss_bytes"):
+        measured = set.intersection(*(set(nodes[node]) for nodes in runs))
+        for key in [k for k in ("wall_seconds", "peak_rss_bytes", "cpu_seconds") if k in measured]:
             values = np.array([max(nodes[node][key], 1e-6) for nodes in runs])
             entry[f"{key}_slope"] = float(np.polyfit(log_cells, np.log(values), 1)[0])
         result[node] = entry

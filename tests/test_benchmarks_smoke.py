@@ -152,7 +152,10 @@ def test_scale_toy_ladder_times_every_vega_node(tmp_path):
     )
     for node in ("preprocess", "train_vega", "latent_maps", "differential_activity"):
         assert node in ladder["slopes"], node
-    assert all(entry["peak_rss_bytes"] > 0 for entry in ladder["runs"][0]["nodes"].values())
+    nodes = ladder["runs"][0]["nodes"].values()
+    assert all(entry["peak_rss_bytes"] > 0 and entry["cpu_seconds"] >= 0 for entry in nodes)
+    assert ladder["runs"][0]["nodes"]["train_vega"]["cpu_seconds"] > 0
+    assert ladder["runs"][0]["data"]["nnz"] > 0
 
 
 def test_scale_labels_nodes_without_the_dataset_name():

@@ -123,7 +123,7 @@ def test_scale_slopes_are_log_log_fits_over_the_nodes_seen_at_every_size():
     assert slopes["vega.train_vega"]["peak_rss_bytes_slope"] == pytest.approx(0.5)
     assert slopes["vega.volcano_plots"]["wall_seconds_slope"] == pytest.approx(0.0, abs=1e-9)
     row = run_all.summary_rows("scale", {"ladders": {"scrna": {"slopes": slopes}}})[0]
-    assert row[1] == "scrna: steepest node in cells: vega.train_vega" and row[2] == "1.00"
+    assert row[1] == "scrna: steepest node (wall): vega.train_vega" and row[2] == "1.00"
 
 
 def test_scale_kind_command_runs_its_pipelines_for_the_named_dataset():

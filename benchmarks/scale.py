@@ -17,8 +17,9 @@ A :class:`Kind` holds:
   dimensions (genes, modules, perturbations ...), read only by the kind's own functions;
 - ``register(root, name, n_cells, ladder) -> dict``: writes the synthetic files under
   ``root/data/01_raw`` and returns the registry blocks (``{"datasets": {name: ...},
-  "gene_sets": ...}``) that this framework writes to ``conf/local/datasets.yml``, plus
-  optionally ``"facts"`` (e.g. the sparse matrix's bytes), recorded with the run;
+  "gene_sets": ...}``) that this framework writes to ``conf/local/datasets.yml``; an optional
+  ``"facts"`` key (e.g. the matrix's nonzeros and in-memory bytes) is kept with the run
+  instead (``runs[i].data``);
 - ``pipelines``: what ``kedro run --pipelines`` gets; ``namespaces(name)`` what
   ``--namespaces`` gets (default: ``<pipeline>.<name>`` for each pipeline);
 - ``params(name, ladder) -> dict``: ``--params`` overrides (e.g. the number of epochs).
@@ -41,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,9 @@ def write_gmt(path: Path, gene_sets: Mapping[str, list[str]], source: str = "pla
 
 
 def run_once(root: Path, command: list[str], name: str) -> dict[str, dict[str, float]]:
-    """One ``kedro run``; per node (dataset name stripped) wall seconds and peak RSS bytes."""
+    """One ``kedro run``; per node (dataset name stripped) wall seconds, peak RSS bytes and
+    CPU seconds of the kedro process (user + system, sampled with the RSS: on a loaded
+    machine the CPU time grows with the work, the wall time also with the load)."""
     import psutil
 
     process = subprocess.Popen(
@@ -150,16 +153,21 @@ def run_once(root: Path, command: list[str], name: str) -> dict[str, dict[str, f
     current: list[str | None] = [None]
     stop = threading.Event()
 
+    cpu_at_start: dict[str, float] = {}
+
     def poll() -> None:
         child = psutil.Process(process.pid)
         while not stop.is_set():
             try:
                 rss = child.memory_info().rss
+                cpu = sum(child.cpu_times()[:2])
             except psutil.NoSuchProcess:
                 return
-            if current[0] is not None:
-                entry = nodes[current[0]]
+            node = current[0]
+            if node is not None:
+                entry = nodes[node]
                 entry["peak_rss_bytes"] = max(entry["peak_rss_bytes"], rss)
+                entry["cpu_seconds"] = cpu - cpu_at_start.setdefault(node, cpu)
             time.sleep(0.05)
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -172,7 +180,7 @@ def run_once(root: Path, command: list[str], name: str) -> dict[str, dict[str, f
             now = time.perf_counter()
             _close(nodes, current[0], started, now)
             node = node_label(match.group(1), name)
-            nodes[node] = {"wall_seconds": 0.0, "peak_rss_bytes": 0}
+            nodes[node] = {"wall_seconds": 0.0, "peak_rss_bytes": 0, "cpu_seconds": 0.0}
             current[0], started = node, now
     process.wait()
     _close(nodes, current[0], started, time.perf_counter())
@@ -194,13 +202,15 @@ def _close(nodes: dict, node: str | None, started: float | None, now: float) -> 
 
 
 def slopes(cells: list[int], runs: list[dict[str, dict[str, float]]]) -> dict[str, dict]:
-    """Per node seen at every size: log-log slope of wall time and peak RSS against cells."""
+    """Per node seen at every size: log-log slope of wall time, peak RSS (and CPU seconds,
+    where every size has them) against cells."""
     common = set.intersection(*(set(nodes) for nodes in runs))
     log_cells = np.log(cells)
     result = {}
     for node in sorted(common):
         entry = {}
-        for key in ("wall_seconds", "peak_rss_bytes"):
+        measured = set.intersection(*(set(nodes[node]) for nodes in runs))
+        for key in [k for k in ("wall_seconds", "peak_rss_bytes", "cpu_seconds") if k in measured]:
             values = np.array([max(nodes[node][key], 1e-6) for nodes in runs])
             entry[f"{key}_slope"] = float(np.polyfit(log_cells, np.log(values), 1)[0])
         result[node] = entry
@@ -208,25 +218,40 @@ def slopes(cells: list[int], runs: list[dict[str, dict[str, float]]]) -> dict[st
 
 
 def summary_row(kind_name: str, ladder: dict[str, Any]) -> tuple[str, str, str, str]:
-    """(benchmark, measure, value, target): the node growing fastest in cells, or the error."""
+    """(benchmark, measure, value, target): the node growing fastest in cells (CPU time where
+    measured, which the load does not inflate; else wall time), or the error."""
     if "slopes" not in ladder:
         return (NAME, f"{kind_name}: error", ladder.get("error", "fewer than 2 sizes")[:60], "")
-    node, entry = max(ladder["slopes"].items(), key=lambda item: item[1]["wall_seconds_slope"])
+    slopes_ = ladder["slopes"]
+    key = "cpu_seconds_slope"
+    if not all(key in entry for entry in slopes_.values()):
+        key = "wall_seconds_slope"
+    node, entry = max(slopes_.items(), key=lambda item: item[1][key])
+    measure = "CPU" if key.startswith("cpu") else "wall"
     return (
         NAME,
-        f"{kind_name}: steepest node in cells: {node}",
-        f"{entry['wall_seconds_slope']:.2f}",
+        f"{kind_name}: steepest node ({measure}): {node}",
+        f"{entry[key]:.2f}",
         "≤ method's",
     )
 
 
-def run_ladder(kind_: Kind, scale: str) -> dict[str, Any]:
+def run_ladder(
+    kind_: Kind,
+    scale: str,
+    on_size: Callable[[dict[str, Any]], None] | None = None,
+    cells: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
     """Every size of ``kind_``'s ladder, each in a fresh throw-away project; then the slopes.
 
     Runs that completed are kept when a later (larger) size fails: its error is recorded.
+    ``on_size`` gets the ladder so far after each size (to save a long ladder as it goes);
+    ``cells`` replaces the ladder's sizes (its other dimensions stay).
     """
     check_scale(scale)
     ladder = kind_.ladders[scale]
+    if cells:
+        ladder = replace(ladder, cells=tuple(cells))
     runs: list[dict[str, Any]] = []
     result: dict[str, Any] = {"ladder": asdict(ladder), "method": METHOD, "runs": runs}
     result["machine_at_start"] = machine_info()
@@ -248,22 +273,44 @@ def run_ladder(kind_: Kind, scale: str) -> dict[str, Any]:
             runs.append(
                 {
                     "n_cells": n_cells,
+                    "data": facts,
                     "data_seconds": prepared - start,
                     "seconds": time.perf_counter() - prepared,
                     "nodes": nodes,
-                    **facts,
                 }
             )
-    result["machine_at_end"] = machine_info()
-    if len(runs) >= 2:
-        result["slopes"] = slopes([r["n_cells"] for r in runs], [r["nodes"] for r in runs])
+        result["machine_at_end"] = machine_info()
+        if len(runs) >= 2:
+            result["slopes"] = slopes([r["n_cells"] for r in runs], [r["nodes"] for r in runs])
+        if on_size is not None:
+            on_size(result)
     return result
 
 
-def run(scale: str = "full", kinds: list[str] | None = None) -> dict[str, Any]:
-    """The ladders of ``kinds`` (all registered kinds by default) at ``scale``."""
-    names = kinds or list(KIND_MODULES)
-    return {"scale": scale, "ladders": {name: run_ladder(kind(name), scale) for name in names}}
+def run(
+    scale: str = "full",
+    kinds: list[str] | None = None,
+    results_dir: Path | None = None,
+    cells: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
+    """The ladders of ``kinds`` (all registered kinds by default) at ``scale``.
+
+    With ``results_dir``, each ladder is merged into its ``scale.json`` after every size.
+    """
+    ladders: dict[str, Any] = {}
+    for name in kinds or list(KIND_MODULES):
+
+        def save(ladder: dict[str, Any], name: str = name) -> None:
+            if results_dir is not None:
+                path = Path(results_dir) / f"{NAME}.json"
+                merged = merge_into(path, {"scale": scale, "ladders": {name: ladder}})
+                write_result(NAME, {k: v for k, v in merged.items() if k not in _OWN}, results_dir)
+
+        ladders[name] = run_ladder(kind(name), scale, save, cells)
+    return {"scale": scale, "ladders": ladders}
+
+
+_OWN = ("benchmark", "machine")  # keys write_result adds itself
 
 
 def merge_into(path: Path, result: dict[str, Any]) -> dict[str, Any]:
@@ -280,12 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", action="append", choices=sorted(KIND_MODULES))
     parser.add_argument("--scale", choices=SCALES, default="full")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--cells", type=int, nargs="+", help="sizes instead of the ladder's")
     args = parser.parse_args(argv)
-    result = run(args.scale, args.kind)
-    merged = merge_into(args.results_dir / f"{NAME}.json", result)
-    merged.pop("machine", None)
-    merged.pop("benchmark", None)
-    print(write_result(NAME, merged, args.results_dir))
+    result = run(args.scale, args.kind, args.results_dir, args.cells)
+    print(Path(args.results_dir) / f"{NAME}.json")
     return 1 if any("error" in ladder for ladder in result["ladders"].values()) else 0
 
 

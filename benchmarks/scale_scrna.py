@@ -72,7 +72,16 @@ def register(root: Path, name: str, n_cells: int, ladder: Ladder) -> dict[str, A
             "analysis": {"plot_modules": list(synthetic.gene_sets)[:2]},
         },
     }
-    return {"datasets": {name: entry}, "gene_sets": {name: {"file": f"data/01_raw/{name}.gmt"}}}
+    return {
+        "datasets": {name: entry},
+        "gene_sets": {name: {"file": f"data/01_raw/{name}.gmt"}},
+        "facts": {
+            "nnz": synthetic.nnz,
+            "density": synthetic.density,
+            # float32 values + int32 indices + int64 indptr: the raw CSR in memory
+            "sparse_bytes": synthetic.nnz * 8 + (n_cells + 1) * 8,
+        },
+    }
 
 
 def params(name: str, ladder: Ladder) -> dict[str, Any]:

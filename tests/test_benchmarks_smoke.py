@@ -130,7 +130,7 @@ def test_scale_slopes_are_log_log_fits_over_the_nodes_seen_at_every_size():
     assert slopes["vega.train_vega"]["peak_rss_bytes_slope"] == pytest.approx(0.5)
     assert slopes["vega.volcano_plots"]["wall_seconds_slope"] == pytest.approx(0.0, abs=1e-9)
     row = run_all.summary_rows("scale", {"ladders": {"scrna": {"slopes": slopes}}})[0]
-    assert row[1] == "scrna: steepest node in cells: vega.train_vega" and row[2] == "1.00"
+    assert row[1] == "scrna: steepest node (wall): vega.train_vega" and row[2] == "1.00"
 
 
 def test_scale_kind_command_runs_its_pipelines_for_the_named_dataset():
@@ -159,7 +159,10 @@ def test_scale_toy_ladder_times_every_vega_node(tmp_path):
     )
     for node in ("preprocess", "train_vega", "latent_maps", "differential_activity"):
         assert node in ladder["slopes"], node
-    assert all(entry["peak_rss_bytes"] > 0 for entry in ladder["runs"][0]["nodes"].values())
+    nodes = ladder["runs"][0]["nodes"].values()
+    assert all(entry["peak_rss_bytes"] > 0 and entry["cpu_seconds"] >= 0 for entry in nodes)
+    assert ladder["runs"][0]["nodes"]["train_vega"]["cpu_seconds"] > 0
+    assert ladder["runs"][0]["data"]["nnz"] > 0
 
 
 def test_scale_perturbseq_kind_runs_the_full_variant_with_cut_monte_carlo(tmp_path):
@@ -187,10 +190,10 @@ def test_scale_toy_perturbseq_ladder_times_the_gpo_vae_nodes(tmp_path):
     arguments = ["--kind", "perturbseq", "--scale", "toy", "--results-dir", str(tmp_path)]
     assert scale.main(arguments) == 0
     ladder = json.loads((tmp_path / "scale.json").read_text())["ladders"]["perturbseq"]
-    assert [run["n_perturbations"] for run in ladder["runs"]] == [4, 8]
+    assert [run["data"]["n_perturbations"] for run in ladder["runs"]] == [4, 8]
     for node in ("preprocess", "build_model_input", "train", "predict_ate", "test_iwelbo"):
         assert node in ladder["slopes"], node
-    assert all(run["sparse_matrix_bytes"] > 0 for run in ladder["runs"])
+    assert all(run["data"]["sparse_matrix_bytes"] > 0 for run in ladder["runs"])
 
 
 def test_scale_bulk_registers_only_its_cohorts_and_runs_tybalt_and_its_evaluation(tmp_path):

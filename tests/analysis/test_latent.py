@@ -200,3 +200,34 @@ def test_umap_embedding_keeps_clusters():
     coords = embed_2d(latent, method="umap")
     assert list(coords.columns) == ["umap_1", "umap_2"]
     assert knn_label_accuracy(coords, labels) == 1.0
+
+
+def test_embedding_at_or_below_max_cells_is_the_full_fit():
+    latent, _ = _blobs()
+    full = embed_2d(latent, method="tsne")
+    pd.testing.assert_frame_equal(embed_2d(latent, method="tsne", max_cells=len(latent)), full)
+    with pytest.raises(GenevaeInputError, match="max_cells"):
+        embed_2d(latent, method="tsne", max_cells=1)
+
+
+def test_tsne_above_max_cells_fits_a_seeded_subsample_and_places_the_rest():
+    latent, labels = _blobs()
+    coords = embed_2d(latent, method="tsne", max_cells=len(latent) // 2)
+    fitted = np.zeros(len(latent), dtype=bool)
+    fitted[np.random.default_rng(0).choice(len(latent), len(latent) // 2, replace=False)] = True
+    alone = embed_2d(latent[fitted], method="tsne")
+    np.testing.assert_allclose(coords[fitted].to_numpy(), alone.to_numpy())
+    assert coords.index.equals(latent.index)
+    assert knn_label_accuracy(coords, labels) == 1.0  # placed cells land in their cluster
+    pd.testing.assert_frame_equal(
+        coords, embed_2d(latent, method="tsne", max_cells=len(latent) // 2)
+    )
+
+
+@pytest.mark.slow
+def test_umap_above_max_cells_places_the_rest_with_its_transform():
+    latent, labels = _blobs()
+    coords = embed_2d(latent, method="umap", max_cells=len(latent) // 2)
+    assert knn_label_accuracy(coords, labels) == 1.0
+    small = embed_2d(latent, method="umap", max_cells=len(latent))
+    pd.testing.assert_frame_equal(small, embed_2d(latent, method="umap"))

@@ -174,23 +174,70 @@ def embed_2d(
     method: str = "tsne",
     seed: int | None = None,
     perplexity: float = 20.0,
+    max_cells: int | None = None,
 ) -> pd.DataFrame:
     """Two-dimensional map of the samples, as the papers drew them.
 
     ``"tsne"`` uses Tybalt's settings (PCA init, perplexity 20, learning rate 300, 400
     iterations, seed 0); ``"umap"`` uses n_neighbors 15, min_dist 0.5, seed 42.
     ``seed=None`` keeps the method's published seed. Returns samples × ``<method>_1/_2``.
+
+    With more than ``max_cells`` samples the map is fitted on a seeded random subsample of
+    ``max_cells`` (the fit's neighbour graph and optimisation are what grows faster than the
+    samples) and the others are placed on it: UMAP's own ``transform``; for t-SNE, which has
+    no out-of-sample map, each sample goes to the median position of its
+    ``TSNE_PLACEMENT_NEIGHBOURS`` nearest fitted samples in the latent space (openTSNE's
+    ``prepare_partial`` placement, without its optimisation). ``max_cells=None`` or at most
+    that many samples: everything is fitted, as before.
     """
     _check_numeric_frame(latent, "latent (samples × nodes)")
-    if method == "tsne":
-        coords = _tsne(
-            latent.to_numpy(dtype=float), TSNE_SEED if seed is None else seed, perplexity
-        )
-    elif method == "umap":
-        coords = _umap(latent.to_numpy(dtype=float), UMAP_SEED if seed is None else seed)
-    else:
+    if method not in EMBEDDING_METHODS:
         raise GenevaeInputError(f"embed_2d: method={method!r} is not one of {EMBEDDING_METHODS}.")
+    if max_cells is not None and max_cells < 2:
+        raise GenevaeInputError(f"embed_2d: max_cells must be >= 2 or None; got {max_cells}.")
+    values = latent.to_numpy(dtype=float)
+    seed = (TSNE_SEED if method == "tsne" else UMAP_SEED) if seed is None else seed
+    if max_cells is None or len(values) <= max_cells:
+        coords = _fit_map(values, method, seed, perplexity)[0]
+    else:
+        coords = _subsample_map(values, method, seed, perplexity, max_cells)
     return pd.DataFrame(coords, index=latent.index, columns=[f"{method}_1", f"{method}_2"])
+
+
+TSNE_PLACEMENT_NEIGHBOURS = 25  # openTSNE prepare_partial's k
+
+
+def _fit_map(values: np.ndarray, method: str, seed: int, perplexity: float) -> tuple:
+    """(coordinates, fitted UMAP or None) of ``values``."""
+    if method == "tsne":
+        return _tsne(values, seed, perplexity), None
+    return _umap(values, seed)
+
+
+def _subsample_map(
+    values: np.ndarray, method: str, seed: int, perplexity: float, max_cells: int
+) -> np.ndarray:
+    """Fit on ``max_cells`` seeded samples, place the rest (see :func:`embed_2d`)."""
+    fitted = np.zeros(len(values), dtype=bool)
+    fitted[np.random.default_rng(seed).choice(len(values), size=max_cells, replace=False)] = True
+    coords = np.empty((len(values), 2))
+    coords[fitted], reducer = _fit_map(values[fitted], method, seed, perplexity)
+    if reducer is not None:
+        coords[~fitted] = reducer.transform(values[~fitted])
+    else:
+        coords[~fitted] = _knn_placement(values[fitted], coords[fitted], values[~fitted])
+    return coords
+
+
+def _knn_placement(
+    reference: np.ndarray, reference_coords: np.ndarray, queries: np.ndarray
+) -> np.ndarray:
+    """Median map position of each query's nearest reference samples (Euclidean)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(TSNE_PLACEMENT_NEIGHBOURS, len(reference))
+    _, neighbours = NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(queries)
+    return np.median(reference_coords[neighbours], axis=1)
 
 
 def _tsne(values: np.ndarray, seed: int, perplexity: float) -> np.ndarray:
@@ -203,11 +250,11 @@ def _tsne(values: np.ndarray, seed: int, perplexity: float) -> np.ndarray:
     return tsne.fit_transform(values)
 
 
-def _umap(values: np.ndarray, seed: int) -> np.ndarray:
+def _umap(values: np.ndarray, seed: int) -> tuple[np.ndarray, object]:
     import umap  # imported lazily: numba compilation makes the import slow
 
     reducer = umap.UMAP(n_components=2, random_state=seed, n_jobs=1, **UMAP_PARAMS)
-    return reducer.fit_transform(values)
+    return reducer.fit_transform(values), reducer
 
 
 def _check_numeric_frame(frame: pd.DataFrame, name: str) -> None:

@@ -46,6 +46,7 @@ def embedding_scatter(
             color=colour,
             label=f"{label} (n={members.sum()})",
             linewidths=0,
+            rasterized=True,  # vector outputs stay small at 200k points
         )
     ax.set_xlabel(str(x_name))
     ax.set_ylabel(str(y_name))

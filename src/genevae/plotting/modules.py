@@ -339,12 +339,14 @@ def module_scatter(activities: pd.DataFrame, module_x: str, module_y: str, color
     ax = figure.subplots()
     colour = activities[color_by]
     if pd.api.types.is_numeric_dtype(colour) and not isinstance(colour.dtype, pd.CategoricalDtype):
-        points = ax.scatter(activities[module_x], activities[module_y], c=colour, s=6)
+        points = ax.scatter(
+            activities[module_x], activities[module_y], c=colour, s=6, rasterized=True
+        )
         figure.colorbar(points, ax=ax, label=color_by)
     else:
         for level in natural_sorted(colour):
             part = activities[colour.astype(str) == level]
-            ax.scatter(part[module_x], part[module_y], s=6, alpha=0.7, label=level)
+            ax.scatter(part[module_x], part[module_y], s=6, alpha=0.7, label=level, rasterized=True)
         ax.legend(
             title=color_by,
             fontsize=8,

@@ -284,13 +284,19 @@ def _log_comparison(table: pd.DataFrame, n_cells: int, seconds: float) -> None:
 
 
 def latent_maps(activities: AnnData, params: dict[str, Any]) -> dict[str, Figure]:
-    """UMAP of the module activities coloured by each configured obs column."""
+    """UMAP of the module activities coloured by each configured obs column.
+
+    Above ``embedding.max_cells`` cells the map is fitted on a seeded subsample and the other
+    cells are placed by UMAP's transform (:func:`~genevae.analysis.latent.embed_2d`).
+    """
     from genevae.analysis.bayes_factor import obs_labels
     from genevae.analysis.latent import embed_2d
     from genevae.plotting.latent import embedding_scatter
 
     latent = pd.DataFrame(activities.obsm["X_vega"], index=activities.obs_names)
-    coords = embed_2d(latent, method="umap", seed=params["seed"])
+    coords = embed_2d(
+        latent, method="umap", seed=params["seed"], max_cells=params["embedding"]["max_cells"]
+    )
     return {
         f"umap_by_{key}.png": embedding_scatter(
             coords, obs_labels(activities.obs, key), title=f"VEGA module activities by {key}"

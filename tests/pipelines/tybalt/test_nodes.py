@@ -185,3 +185,29 @@ def test_prior_samples_are_seeded_profiles_in_unit_interval(planted):
     assert ((first.to_numpy() > 0) & (first.to_numpy() < 1)).all()
     pd.testing.assert_frame_equal(first, nodes.sample_from_prior(bundle, params))
     assert not first.equals(nodes.sample_from_prior(bundle, {**params, "seed": 4}))
+
+
+def test_latent_maps_fit_both_embeddings_on_a_subsample_above_max_cells(monkeypatch):
+    from genevae.analysis import latent as latent_module
+
+    rng = np.random.default_rng(0)
+    encoded = ad.AnnData(
+        np.zeros((60, 2), np.float32),
+        obs=pd.DataFrame(
+            {"cancer_type": np.repeat(["A", "B"], 30)}, index=[f"s{i}" for i in range(60)]
+        ),
+    )
+    encoded.obsm[nodes.LATENT_KEY] = rng.normal(size=(60, 3))
+    encoded.uns["tybalt_node_names"] = ["n1", "n2", "n3"]
+    calls = []
+    real_embed = latent_module.embed_2d
+
+    def recording_embed(latent, **kwargs):
+        calls.append((kwargs["method"], kwargs["max_cells"]))
+        return real_embed(latent, **kwargs)
+
+    monkeypatch.setattr(latent_module, "embed_2d", recording_embed)
+    params = {"tsne_perplexity": 5, "color_by": ["cancer_type"], "embedding": {"max_cells": 40}}
+    figures = nodes.latent_maps(encoded, params)
+    assert sorted(calls) == [("tsne", 40), ("umap", 40)]
+    assert set(figures) == {"tsne_by_cancer_type.png", "umap_by_cancer_type.png"}

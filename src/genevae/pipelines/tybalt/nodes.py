@@ -154,6 +154,9 @@ def latent_maps(
 ) -> dict[str, Figure]:
     """t-SNE (Tybalt's settings) and UMAP of the latent means, coloured by each obs key.
 
+    Above ``embedding.max_cells`` samples both maps are fitted on a seeded subsample and the
+    other samples placed on it (:func:`genevae.analysis.latent.embed_2d`).
+
     Keys are file names: MatplotlibDataset saves a dict under its keys as they are, and the
     ``.png`` suffix lets the MLflow UI preview them (the catalog entry saves PNG).
     """
@@ -162,9 +165,10 @@ def latent_maps(
 
     latent = _latent_frame(encoded)
     perplexity = tsne_perplexity(params["tsne_perplexity"], len(latent))
+    max_cells = params["embedding"]["max_cells"]
     maps = {
-        "tsne": embed_2d(latent, method="tsne", perplexity=perplexity),
-        "umap": embed_2d(latent, method="umap"),
+        "tsne": embed_2d(latent, method="tsne", perplexity=perplexity, max_cells=max_cells),
+        "umap": embed_2d(latent, method="umap", max_cells=max_cells),
     }
     palette = cancer_type_palette(colors) if colors is not None else None
     return {

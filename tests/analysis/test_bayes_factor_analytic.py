@@ -165,3 +165,24 @@ def test_saturated_modules_are_ordered_by_standardised_effect_not_latent_units()
     assert table["module"].tolist() == ["module_0", "module_1"]
     assert table["mean_diff"].iloc[0] < table["mean_diff"].iloc[1]
     assert table["effect_size"].iloc[0] > 100 > table["effect_size"].iloc[1] > 10
+
+
+def test_analytic_estimator_encodes_at_most_n_samples_cells_per_group():
+    mean, sd, labels = _planted()
+    encoded: list[np.ndarray] = []
+
+    def moments(indices):
+        encoded.append(np.asarray(indices))
+        return mean[indices], sd[indices]
+
+    encoder = GaussianEncoder(lambda indices: mean[indices], moments)
+    bounded = differential_activity(encoder, labels, "stim", "ctrl", n_samples=50, seed=3)
+    (cells,) = encoded
+    assert len(cells) == 100 and len(np.unique(cells)) == 100  # 50 per group, no repeats
+    assert (labels[cells[:50]] == "stim").all() and (labels[cells[50:]] == "ctrl").all()
+    # the subsample estimates the same probabilities as all 200 + 200 cells
+    full = differential_activity(_encoder(mean, sd), labels, "stim", "ctrl").set_index("module")
+    np.testing.assert_allclose(
+        bounded.set_index("module").loc[full.index, "p_h1"], full["p_h1"], atol=0.12
+    )
+    assert bounded.iloc[0]["module"] == "module_0"

@@ -35,7 +35,6 @@ import argparse
 import importlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ import numpy as np
 import yaml
 
 from benchmarks.common import RESULTS_DIR, SCALES, check_scale, machine_info, write_result
-from benchmarks.startup import DATA_LAYERS, PROJECT_ROOT, _environment
+from benchmarks.startup import _environment, project_skeleton
 
 NAME = "scale"
 NODE_LINE = re.compile(r"Running node: ([\w.]+)")
@@ -116,16 +115,11 @@ def make_project(root: Path) -> None:
     Its logging shows Kedro's ``Running node`` lines (the project keeps them at DEBUG), which
     time the nodes.
     """
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    project_skeleton(root)
     logging_file = root / "conf" / "logging.yml"
     logging_config = yaml.safe_load(logging_file.read_text())
     logging_config["loggers"]["kedro.pipeline.node"] = {"level": "INFO"}
     logging_file.write_text(yaml.safe_dump(logging_config))
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()
-    for layer in DATA_LAYERS:
-        (root / "data" / layer).mkdir(parents=True, exist_ok=True)
 
 
 def write_gmt(path: Path, gene_sets: Mapping[str, list[str]], source: str = "planted") -> None:

@@ -38,10 +38,10 @@ DATA_LAYERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_mode
 DATA_LAYERS += ("06_models", "07_model_output", "08_reporting")
 
 
-def make_project_copy(root: Path) -> bool:
-    """Copy pyproject and conf into ``root`` with empty data layers; link the raw files in.
+def project_skeleton(root: Path) -> None:
+    """pyproject + conf (an empty local layer) + empty data layers: a project kedro can run.
 
-    Returns False when no raw data can be found (neither data/01_raw nor the shared mirror).
+    The package is installed (editable) in the venv, so ``src`` stays empty.
     """
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
@@ -49,6 +49,14 @@ def make_project_copy(root: Path) -> bool:
     (root / "src").mkdir()
     for layer in DATA_LAYERS:
         (root / "data" / layer).mkdir(parents=True)
+
+
+def make_project_copy(root: Path) -> bool:
+    """A :func:`project_skeleton` in ``root`` with the raw files linked in.
+
+    Returns False when no raw data can be found (neither data/01_raw nor the shared mirror).
+    """
+    project_skeleton(root)
     raw_files = sorted((PROJECT_ROOT / "data" / "01_raw").glob("tcga_*"))
     if raw_files:
         for path in raw_files:
